@@ -1,0 +1,39 @@
+"""Shared fixtures. `program(stack)` runs the whole Pulumi program offline for a stack file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from infra.config import GantryConfig, load_stack_file
+from infra.render import ResourceIndex, run_offline
+
+REPO = Path(__file__).resolve().parents[1]
+STACKS = ("sandbox", "eks")
+
+
+def stack_config(stack: str) -> GantryConfig:
+    return load_stack_file(REPO / f"Pulumi.{stack}.yaml")
+
+
+_cache: dict[str, ResourceIndex] = {}
+
+
+@pytest.fixture
+def program() -> Callable[[str], ResourceIndex]:
+    """Run the whole program for `Pulumi.<stack>.yaml` under mocks (cached per stack)."""
+
+    def run(stack: str) -> ResourceIndex:
+        if stack not in _cache:
+            _cache[stack] = run_offline(stack_config(stack), stack)
+        return _cache[stack]
+
+    return run
+
+
+@pytest.fixture
+def run_config() -> Callable[[GantryConfig, str], ResourceIndex]:
+    """Run the whole program for an in-memory config (for variations of a stack)."""
+    return lambda cfg, stack="test": run_offline(cfg, stack)
