@@ -104,17 +104,25 @@ class Pool(_Model):
     @model_validator(mode="after")
     def _sizes(self) -> Pool:
         if self.min_size > self.max_size:
-            raise ValueError(f"min_size {self.min_size} > max_size {self.max_size}")
+            raise _KeyedError(
+                "min_size", f"min_size {self.min_size} > max_size {self.max_size}", relative=True
+            )
         desired = self.desired
         if not self.min_size <= desired <= self.max_size:
-            raise ValueError(
+            raise _KeyedError(
+                "desired_size",
                 f"desired_size {desired} is outside min_size..max_size "
-                f"({self.min_size}..{self.max_size})"
+                f"({self.min_size}..{self.max_size})",
+                relative=True,
             )
         if self.kind == "gpu" and self.gpus_per_node < 1:
-            raise ValueError("a gpu pool needs gpus_per_node >= 1")
+            raise _KeyedError("gpus_per_node", "a gpu pool needs gpus_per_node >= 1", relative=True)
         if self.kind == "cpu" and self.gpus_per_node:
-            raise ValueError("a cpu pool must have gpus_per_node 0 (use kind: gpu)")
+            raise _KeyedError(
+                "gpus_per_node",
+                "a cpu pool must have gpus_per_node 0 (use kind: gpu)",
+                relative=True,
+            )
         return self
 
     @property
@@ -125,16 +133,20 @@ class Pool(_Model):
 class KindSettings(_Model):
     """Local kind cluster (needs Docker and the kind binary)."""
 
-    # kindest/node image tag per Kubernetes minor; override to pin a patch release.
+    # None: the kindest/node image kind v0.29 publishes for `kubernetes_version` (pinned by digest
+    # in infra/cluster/kind.py); set to pin another build.
     node_image: str | None = None
+    # Where `kind create cluster` writes the kubeconfig. None: kind's default (merged into
+    # ~/.kube/config as context `kind-<name>`, so kubectl just works).
+    kubeconfig: str | None = None
 
 
 class EksSettings(_Model):
     """AWS EKS via pulumi_eks. Never applied in CI."""
 
     region: str
-    vpc_id: str | None = None  # None: pulumi_eks creates a VPC
-    subnet_ids: list[str] = []
+    vpc_id: str | None = None  # None: the account's default VPC in `region`
+    subnet_ids: list[str] = []  # None/empty: every subnet of the VPC (pulumi_eks' default)
     # Registry that serving-layer images are pushed to (e.g. an ECR repository URL).
     image_registry: str | None = None
 
@@ -142,8 +154,10 @@ class EksSettings(_Model):
 class ExistingSettings(_Model):
     """A cluster that already exists; pools describe its nodes."""
 
-    kubeconfig: str | None = None  # a path; None: the default kubeconfig (~/.kube/config)
-    context: str | None = None
+    kubeconfig: str | None = None  # a path; None: $KUBECONFIG, else ~/.kube/config
+    context: str | None = None  # None: the kubeconfig's current-context
+    # StorageClass the cluster already has for persistent volumes (Prometheus).
+    storage_class: DnsName = "standard"
 
 
 class ClusterConfig(_Model):
@@ -159,13 +173,17 @@ class ClusterConfig(_Model):
     def _version(cls, v: Any) -> str:
         v = str(v)
         if v not in SUPPORTED_K8S_VERSIONS:
-            raise ValueError(f"unknown Kubernetes version {v!r}; supported: {SUPPORTED_K8S_VERSIONS}")
+            raise ValueError(
+                f"unknown Kubernetes version {v!r}; supported: {SUPPORTED_K8S_VERSIONS}"
+            )
         return v
 
     @model_validator(mode="after")
     def _provider_settings(self) -> ClusterConfig:
         if self.provider == "eks" and self.eks is None:
-            raise ValueError("provider eks needs an `eks` block with at least `region`")
+            raise _KeyedError(
+                "eks", "provider eks needs an `eks` block with at least `region`", relative=True
+            )
         return self
 
 
@@ -179,24 +197,186 @@ class ServiceEntry(_Model):
     overrides: dict[str, Any] = {}
 
 
+class SandboxPorts(_Model):
+    """Loopback ports of the embedded sandbox; 0 picks a free port at `gantry sandbox up`."""
+
+    serve: Annotated[int, Field(ge=0, le=65535)] = 0  # Ray Serve HTTP proxy
+    dashboard: Annotated[int, Field(ge=0, le=65535)] = 0  # Ray dashboard + Serve REST API
+    prometheus: Annotated[int, Field(ge=0, le=65535)] = 0
+
+
+class SandboxSettings(_Model):
+    """Sizing and timing of the embedded sandbox (`gantry sandbox`, see infra/sandbox).
+
+    Pools keep their real shapes for the cluster; on one small machine each sandbox node
+    advertises these small logical resources instead (Ray schedules by logical resources).
+    """
+
+    head_cpus: Annotated[float, Field(gt=0)] = 4  # logical CPUs of the head node (the cpu pool)
+    node_cpus: Annotated[float, Field(gt=0)] = 1  # logical CPUs of each other pool's node
+    object_store_mib: Annotated[int, Field(ge=80)] = 128  # per node (Ray's minimum is ~75 MiB)
+    # Ray's autoscaler: seconds between decisions, and how long a node idles before removal.
+    autoscaler_interval_s: Annotated[int, Field(ge=1)] = 5
+    idle_timeout_s: Annotated[float, Field(gt=0)] = 60
+    scrape_interval_s: Annotated[float, Field(gt=0)] = 5  # Prometheus scrape + rule evaluation
+    # How often Ray's processes hand their metrics to the node's exporter (Ray's default: 10 s).
+    metrics_report_interval_s: Annotated[float, Field(gt=0)] = 5
+    ready_timeout_s: Annotated[float, Field(gt=0)] = 240  # `up` gives up after this long
+    ports: SandboxPorts = SandboxPorts()
+
+
+# --- Platform layer (infra/addons): add-on switches and team tenancy from platform/teams.yaml ---
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Namespaces the platform layer owns; a team may not take one of these names.
+RESERVED_NAMESPACES = frozenset(
+    {
+        "default",
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "istio-system",
+        "istio-ingress",
+        "monitoring",
+        "flagger-system",
+        "gpu-system",
+    }
+)
+
+
+class TeamQuota(_Model):
+    """A team namespace's ResourceQuota: the most all its pods may request together."""
+
+    cpu: Annotated[float, Field(ge=0)]  # cores (requests.cpu)
+    memory_gib: Annotated[float, Field(ge=0)]  # GiB (requests.memory)
+    pods: NonNegInt  # pods
+    gpus: NonNegInt = 0  # GPUs (requests.nvidia.com/gpu; time-sliced GPUs count per slice)
+
+
+class Team(_Model):
+    """A team: a namespace of the same name, bound to its identity-provider group."""
+
+    name: DnsName
+    group: Annotated[str, Field(min_length=1)]  # group (as the API server sees it) given the Role
+    pools: list[DnsName] = Field(min_length=1)  # pools the team's services may be placed on
+    quota: TeamQuota
+
+
+class ContainerDefaults(_Model):
+    """LimitRange defaults for containers in team namespaces that set no requests/limits."""
+
+    cpu_request: Annotated[float, Field(gt=0)] = 0.1  # cores
+    memory_request_mib: Annotated[int, Field(gt=0)] = 128  # MiB
+    cpu_limit: Annotated[float, Field(gt=0)] = 1  # cores
+    memory_limit_mib: Annotated[int, Field(gt=0)] = 512  # MiB
+
+
+class TeamsFile(_Model):
+    """`platform/teams.yaml`."""
+
+    container_defaults: ContainerDefaults = ContainerDefaults()
+    teams: list[Team] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> TeamsFile:
+        names = [t.name for t in self.teams]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise _KeyedError(f"teams[{i}].name", f"duplicate team {name!r}")
+            if name in RESERVED_NAMESPACES:
+                raise _KeyedError(f"teams[{i}].name", f"{name!r} is a platform namespace")
+        return self
+
+
+def load_teams(path: Path) -> TeamsFile:
+    """Read and validate a teams file; ConfigError names the file and the entry."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: {err}".replace("\n", " ")) from None
+    try:
+        return TeamsFile.model_validate(raw)
+    except ValidationError as err:
+        message = format_error(err, prefix=str(path)).replace(f"{path}:", f"{path}: ", 1)
+        teams = raw.get("teams") if isinstance(raw, dict) else None
+        m = re.search(r"(?<=: )teams\[(\d+)\]", message)
+        if m and isinstance(teams, list) and isinstance(teams[int(m[1])], dict):
+            # Name the team too: "teams[2] (research).quota.gpus: ...".
+            message = message.replace(m[0], f"{m[0]} ({teams[int(m[1])].get('name')})", 1)
+        raise ConfigError(message) from None
+
+
+class AddonToggles(_Model):
+    """Optional parts of the platform layer (the mesh, Prometheus and Flagger are not optional)."""
+
+    grafana: bool = True
+    alertmanager: bool = True
+    loadtester: bool = True  # Flagger's load tester, for canary webhooks
+    gpu_metrics: bool = True  # DCGM exporter (EKS) / the fake operator's exporter (kind)
+
+
+class PlatformConfig(_Model):
+    """The `gantry:platform` block; teams come from `teams_file`."""
+
+    teams_file: str = "platform/teams.yaml"  # relative to the repo root
+    domain: str = "gantry.local"  # services answer at <service>.<domain> on the ingress gateway
+    # GPU add-ons: auto = run:ai's fake GPU operator on kind, NVIDIA's device plugin elsewhere.
+    gpu_stack: Literal["auto", "fake", "nvidia", "none"] = "auto"
+    # Time-slicing: pods that share one physical GPU (1 = off). Quotas count slices.
+    time_slicing_replicas: Annotated[int, Field(ge=1, le=32)] = 1
+    addons: AddonToggles = AddonToggles()
+    teams: TeamsFile = TeamsFile()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_teams(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "teams" not in data:
+            path = REPO_ROOT / data.get("teams_file", "platform/teams.yaml")
+            try:
+                data = {**data, "teams": load_teams(path)}
+            except ConfigError as err:
+                raise _KeyedError("platform.teams_file", str(err)) from None
+        return data
+
+
 class GantryConfig(_Model):
     """Everything a stack says. Later layers add their own blocks here."""
 
     cluster: ClusterConfig
     pools: list[Pool] = Field(min_length=1)
     services: dict[DnsName, ServiceEntry] = {}
-    # Free-form blocks owned by later layers, validated by their own models.
-    platform: dict[str, Any] = {}
-    sandbox: dict[str, Any] = {}
+    platform: PlatformConfig = Field(default_factory=PlatformConfig)  # reads teams.yaml
+    sandbox: SandboxSettings = SandboxSettings()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> GantryConfig:
         names = [p.name for p in self.pools]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate pool name(s) {dupes}")
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise _KeyedError(f"pools[{i}].name", f"duplicate pool name {name!r}")
         if not any(p.kind == "cpu" for p in self.pools):
-            raise ValueError("at least one cpu pool is required (system add-ons run there)")
+            raise _KeyedError(
+                "pools", "at least one cpu pool is required (system add-ons run there)"
+            )
+        if self.cluster.provider == "eks":
+            for i, p in enumerate(self.pools):
+                if p.instance_type == Pool.model_fields["instance_type"].default:
+                    raise _KeyedError(
+                        f"pools[{i}].instance_type",
+                        "an eks pool needs an EC2 instance type (e.g. m6i.xlarge, g5.xlarge)",
+                    )
+        for i, team in enumerate(self.platform.teams.teams):
+            where = f"{self.platform.teams_file}: teams[{i}] ({team.name}).pools"
+            for pool in team.pools:
+                if pool not in names:
+                    raise _KeyedError(
+                        "platform.teams_file",
+                        f"{where}: pool {pool!r} does not exist; pools: {names}",
+                    )
+            if team.quota.gpus and not any(self.pool(p).kind == "gpu" for p in team.pools):
+                raise _KeyedError(
+                    "platform.teams_file", f"{where}: quota.gpus > 0 but none of its pools has GPUs"
+                )
         for svc, entry in self.services.items():
             if entry.pool is not None and entry.pool not in names:
                 raise _KeyedError(
@@ -213,11 +393,13 @@ class GantryConfig(_Model):
 
 
 class _KeyedError(ValueError):
-    """A cross-field error that knows which key it belongs to."""
+    """A cross-field error that knows which key it belongs to: `key` is absolute (from the
+    stack's top), or with `relative=True` a key inside the model that raised it."""
 
-    def __init__(self, key: str, message: str) -> None:
+    def __init__(self, key: str, message: str, relative: bool = False) -> None:
         super().__init__(message)
         self.key = key
+        self.relative = relative
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -234,14 +416,17 @@ def format_error(err: ValidationError, prefix: str = NAMESPACE) -> str:
     """One line: the first problem, with its full key (e.g. `gantry:pools[1].max_size`)."""
     first = err.errors()[0]
     ctx_err = (first.get("ctx") or {}).get("error")
-    if isinstance(ctx_err, _KeyedError):
-        return f"{prefix}:{ctx_err.key}: {ctx_err}"
     key = _loc(tuple(p for p in first["loc"] if p not in {"function-after", "function-before"}))
+    if isinstance(ctx_err, _KeyedError):
+        full = f"{key}.{ctx_err.key}" if ctx_err.relative and key else ctx_err.key
+        return f"{prefix}:{full}: {ctx_err}"
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key (typo?)"
     elif first["type"] == "missing":
         msg = "required key is missing"
+    elif first["type"] == "string_pattern_mismatch" and first["ctx"]["pattern"] == _DNS_LABEL:
+        msg = f"{first['input']!r} is not a DNS label (lowercase letters, digits and '-')"
     more = len(err.errors()) - 1
     suffix = f" (+{more} more problem{'s' if more > 1 else ''})" if more else ""
     return f"{prefix}:{key}: {msg}{suffix}" if key else f"{prefix}: {msg}{suffix}"
@@ -266,9 +451,7 @@ def read_stack_file(path: Path) -> dict[str, Any]:
     config = doc.get("config") or {}
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: `config` must be a mapping")
-    return {
-        k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(f"{NAMESPACE}:")
-    }
+    return {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(f"{NAMESPACE}:")}
 
 
 def load_stack_file(path: Path) -> GantryConfig:

@@ -1,17 +1,28 @@
-"""The Gantry program: cluster -> platform -> serving, each layer fed the typed outputs of the last."""
+"""The Gantry program: cluster -> platform -> serving, each layer fed the last's typed outputs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pulumi
 
+from infra.addons import Platform
 from infra.cluster import ClusterOutputs
 from infra.cluster.factory import create_cluster
 from infra.config import GantryConfig
+from infra.serving import Serving, ServingArgs
+from infra.serving.spec import SERVICES_DIR, load_services
 
 
-def build(cfg: GantryConfig) -> ClusterOutputs:
+def build(cfg: GantryConfig, services_dir: Path = SERVICES_DIR) -> ClusterOutputs:
+    # A bad service.yaml fails before any resource is registered.
+    services = load_services(cfg, services_dir)
     cluster = create_cluster(cfg)
     pulumi.export("cluster", cluster.name)
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("pools", {name: p.node_labels for name, p in cluster.pools.items()})
+    platform = Platform("platform", cluster, cfg.platform)
+    pulumi.export("gateway", platform.outputs.gateway)
+    serving = Serving("serving", ServingArgs.from_layers(cfg, cluster, platform.outputs, services))
+    pulumi.export("services", {name: platform.outputs.host(name) for name in serving.services})
     return cluster

@@ -18,13 +18,16 @@ from typing import Any
 import pulumi
 import yaml
 from pulumi.runtime import mocks, rpc
+from pulumi.runtime.proto import resource_pb2
 
 from infra.config import NAMESPACE, GantryConfig
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 K8S_PREFIX = "kubernetes:"
 # Kubernetes provider resources that are not API objects.
-_NOT_OBJECTS = re.compile(r"^(pulumi:providers:|kubernetes:helm\.sh/|kubernetes:yaml/|kubernetes:kustomize/)")
+_NOT_OBJECTS = re.compile(
+    r"^(pulumi:providers:|kubernetes:helm\.sh/|kubernetes:yaml/|kubernetes:kustomize/)"
+)
 
 # A kubeconfig-shaped string for mocked clusters; never reaches a real API server.
 FAKE_KUBECONFIG = """apiVersion: v1
@@ -49,7 +52,9 @@ class Resource:
 
     @property
     def is_k8s_object(self) -> bool:
-        return self.custom and self.type.startswith(K8S_PREFIX) and not _NOT_OBJECTS.match(self.type)
+        return (
+            self.custom and self.type.startswith(K8S_PREFIX) and not _NOT_OBJECTS.match(self.type)
+        )
 
     def manifest(self) -> dict[str, Any]:
         """The Kubernetes object as it would be applied (apiVersion/kind from the type token)."""
@@ -91,7 +96,9 @@ class ResourceIndex:
         return [c for c in self.resources if c.parent == r.urn]
 
     def k8s_objects(self, layer: str | None = None) -> list[Resource]:
-        return [r for r in self.resources if r.is_k8s_object and (layer is None or r.layer == layer)]
+        return [
+            r for r in self.resources if r.is_k8s_object and (layer is None or r.layer == layer)
+        ]
 
     def manifests(self, layer: str | None = None) -> list[dict[str, Any]]:
         return [r.manifest() for r in self.k8s_objects(layer)]
@@ -111,11 +118,12 @@ class _Recorder(mocks.MockMonitor):
         self.meta: dict[str, _Registration] = {}
         self.order: list[str] = []
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+    def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
-            # Children of the root stack count as top-level (no parent).
-            parent = request.parent if not request.parent.endswith(self._stack_suffix()) else None
+            # Children of the root stack count as top-level (no parent). Match any Stack URN:
+            # mocks keep the first run's root Stack for later runs in the same process.
+            parent = None if "::pulumi:pulumi:Stack::" in request.parent else request.parent
             self.meta[response.urn] = _Registration(
                 parent=parent or None,
                 depends_on=list(request.dependencies),
@@ -125,10 +133,22 @@ class _Recorder(mocks.MockMonitor):
             self.order.append(response.urn)
         return response
 
+    # Resource references off: resources passed as inputs (e.g. a cluster handed to pulumi_eks'
+    # node groups) travel as their ID/URN. With them on, the mock monitor rehydrates each one
+    # through a read on another event loop, which fails for remote components such as eks:*.
+    def SupportsFeature(self, request: Any) -> Any:
+        if request.id == "resourceReferences":
+            return type("SupportsFeatureResponse", (object,), {"hasSupport": False})
+        return super().SupportsFeature(request)
 
-    @staticmethod
-    def _stack_suffix() -> str:
-        return f"pulumi:pulumi:Stack::{NAMESPACE}-{pulumi.get_stack()}"
+    def GetDeploymentInfo(self, request: Any) -> Any:
+        info = super().GetDeploymentInfo(request)
+        features = [
+            f
+            for f in info.supportedFeatures
+            if f != resource_pb2.RESOURCE_MONITOR_FEATURE_RESOURCE_REFERENCES
+        ]
+        return resource_pb2.DeploymentInfo(supportedFeatures=features)
 
 
 @dataclass
@@ -170,12 +190,12 @@ class _Mocks(mocks.Mocks):
 
     def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": "000000000000", "arn": "arn:aws:iam::000000000000:root"}, None
+            return {"accountId": "000000000000", "arn": "arn:aws:iam::000000000000:root"}, []
         if args.token == "aws:index/getRegion:getRegion":
-            return {"name": "us-west-2", "region": "us-west-2"}, None
+            return {"name": "us-west-2", "region": "us-west-2"}, []
         if args.token.startswith("aws:ec2/getAvailabilityZones"):
-            return {"names": ["us-west-2a", "us-west-2b", "us-west-2c"]}, None
-        return {}, None
+            return {"names": ["us-west-2a", "us-west-2b", "us-west-2c"]}, []
+        return {}, []
 
 
 def _layer(urn: str, meta: dict[str, _Registration], types: dict[str, str]) -> str:
@@ -195,16 +215,19 @@ def run_offline(
 ) -> ResourceIndex:
     """Run `program(cfg)` (default: the whole Gantry program) under mocks; index what it made."""
     if program is None:
-        from infra.program import build as program
+        from infra.program import build
+
+        program = build
+    run_program = program
 
     recorder_mocks = _Mocks(hooks or {})
     monitor = _Recorder(recorder_mocks)
     mocks.set_mocks(recorder_mocks, project=NAMESPACE, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config({}, [])
 
-    @mocks.test  # type: ignore[misc]
+    @mocks.test
     def _run() -> None:
-        program(cfg)
+        run_program(cfg)
 
     _run()
     types = {urn: urn.split("::")[2].split("$")[-1] for urn in monitor.order}
@@ -271,11 +294,12 @@ def write_render(index: ResourceIndex, out: Path) -> dict[str, int]:
         target.write_text(yaml.safe_dump(m, sort_keys=False))
     releases = [release_summary(r) for r in index.helm_releases()]
     (out / "releases.yaml").write_text(yaml.safe_dump(releases, sort_keys=False))
+    parents = {r.urn: index.parent_of(r) for r in index}
     rows = [
         {
             "type": r.type,
             "name": r.name,
-            "parent": index.parent_of(r).name if index.parent_of(r) else None,
+            "parent": p.name if (p := parents[r.urn]) else None,
             "layer": r.layer,
             "inputs": r.inputs,
         }

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from infra.config import GantryConfig, load_stack_file
-from infra.render import ResourceIndex, run_offline
+from infra.render import ResourceIndex, run_offline, write_render
 
 REPO = Path(__file__).resolve().parents[1]
 STACKS = ("sandbox", "eks")
@@ -31,6 +31,25 @@ def program() -> Callable[[str], ResourceIndex]:
         return _cache[stack]
 
     return run
+
+
+_rendered: dict[str, Path] = {}
+
+
+@pytest.fixture
+def rendered(
+    program: Callable[[str], ResourceIndex], tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], Path]:
+    """`gantry render`'s output folder for a stack (objects per layer, releases.yaml, index)."""
+
+    def render(stack: str) -> Path:
+        if stack not in _rendered:
+            out = tmp_path_factory.mktemp(f"render-{stack}")
+            write_render(program(stack), out)
+            _rendered[stack] = out
+        return _rendered[stack]
+
+    return render
 
 
 @pytest.fixture

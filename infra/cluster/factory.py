@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import pulumi
-import pulumi_kubernetes as k8s
+from typing import assert_never
 
 from infra.cluster import ClusterOutputs
-from infra.cluster.pools import pool_facts
+from infra.cluster.eks import EksCluster, EksClusterArgs
+from infra.cluster.existing import ExistingCluster, ExistingClusterArgs
+from infra.cluster.kind import KindCluster, KindClusterArgs
 from infra.config import GantryConfig
 
 
 def create_cluster(cfg: GantryConfig) -> ClusterOutputs:
-    # TEMPORARY scaffold (foundation issue replaces this with kind/eks/existing components).
-    provider = k8s.Provider("cluster", context=cfg.cluster.existing.context)
-    return ClusterOutputs(
-        name=cfg.cluster.name,
-        provider_kind=cfg.cluster.provider,
-        kubeconfig=pulumi.Output.secret(""),
-        k8s_provider=provider,
-        pools=pool_facts(cfg.pools),
-        storage_class="standard",
-        kubernetes_version=cfg.cluster.kubernetes_version,
-    )
+    """Layer 1: build the configured cluster and return what layers 2 and 3 need."""
+    name = cfg.cluster.name
+    match cfg.cluster.provider:
+        case "kind":
+            return KindCluster(name, KindClusterArgs.from_config(cfg)).outputs
+        case "eks":
+            return EksCluster(name, EksClusterArgs.from_config(cfg)).outputs
+        case "existing":
+            return ExistingCluster(name, ExistingClusterArgs.from_config(cfg)).outputs
+        case other:
+            assert_never(other)

@@ -20,6 +20,9 @@ POOL_KIND_LABEL = "gantry.dev/pool-kind"
 GPU_RESOURCE = "nvidia.com/gpu"
 # Every GPU pool carries this taint so that only pods asking for GPUs land there.
 GPU_TAINT = Taint(key=GPU_RESOURCE, value="present", effect="NoSchedule")
+# Node label run:ai's fake GPU operator selects simulated-GPU nodes by; its value names the
+# operator's `topology.nodePools` entry, which is the Gantry pool name (kind clusters only).
+FAKE_GPU_POOL_LABEL = "run.ai/simulated-gpu-node-pool"
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,10 @@ class PoolScheduling:
 
     def taints_kubelet(self) -> list[str]:
         """Taints as kubelet's `--register-with-taints` flag spells them."""
-        return [f"{t.key}={t.value}:{t.effect}" if t.value else f"{t.key}:{t.effect}" for t in self.taints]
+        return [
+            f"{t.key}={t.value}:{t.effect}" if t.value else f"{t.key}:{t.effect}"
+            for t in self.taints
+        ]
 
 
 def _taint_dict(t: Taint) -> dict[str, str]:

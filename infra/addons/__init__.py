@@ -1,0 +1,155 @@
+"""Layer 2, the platform: Istio, Prometheus stack, custom metrics, Flagger, GPU add-ons, tenancy.
+
+`Platform(name, cluster, config)` builds it on any `ClusterOutputs`; the serving layer reads only
+`Platform.outputs` (a `PlatformOutputs`). Helm values live in `platform/<addon>/`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+from infra.addons.autoscaling import Autoscaling
+from infra.addons.delivery import FLAGGER_NAMESPACE, LOADTESTER_URL, Delivery
+from infra.addons.gpu import Gpus
+from infra.addons.mesh import (
+    GATEWAY_HTTP_PORT,
+    GATEWAY_NAME,
+    GATEWAY_NAMESPACE,
+    GATEWAY_RELEASE,
+    Mesh,
+)
+from infra.addons.metrics import INFLIGHT_METRIC
+from infra.addons.monitoring import MESH_SCRAPE, PROMETHEUS_URL, Monitoring
+from infra.addons.tenancy import PRIORITY_CLASSES, Priorities, TeamTenancy, quota_hard
+from infra.cluster import ClusterOutputs
+from infra.config import PlatformConfig
+
+
+@dataclass(frozen=True)
+class TeamNamespace:
+    """A team's namespace as the serving layer sees it."""
+
+    namespace: str
+    group: str
+    pools: tuple[str, ...]  # pools its services may use
+    quota: dict[str, str]  # the ResourceQuota's `hard` (requests.cpu, requests.memory, pods, GPUs)
+
+
+@dataclass(frozen=True)
+class PlatformOutputs:
+    """What layer 3 needs from layer 2. Plain values, except `depends_on`."""
+
+    # Istio Gateway every VirtualService / Flagger Canary attaches to, as "<namespace>/<name>".
+    gateway: str
+    gateway_namespace: str
+    gateway_name: str
+    domain: str  # services answer at <service>.<domain>
+    gateway_url: str  # the ingress gateway's in-cluster URL (send Host: <service>.<domain>)
+    prometheus_url: str  # in-cluster, for Flagger MetricTemplates and smoke checks
+    # Endpoint fields (scheme, tlsConfig) a PodMonitor needs to scrape a meshed pod (mTLS STRICT).
+    mesh_scrape: dict[str, Any]
+    flagger_namespace: str
+    loadtester_url: str | None  # Flagger webhook target; None when the load tester is off
+    inflight_metric: str  # custom metric (type Pods) for the HPA: in-flight requests per pod
+    priority_classes: tuple[str, ...]  # serving, batch, preemptible (highest first)
+    teams: dict[str, TeamNamespace]
+    gpu_slices: int  # pods per physical GPU (time-slicing); allocatable GPUs = gpus_per_node * this
+    # Resources every serving object must wait for (CRDs, webhooks, adapter, team namespaces).
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+
+    def host(self, service: str) -> str:
+        return f"{service}.{self.domain}"
+
+
+def gpu_stack(config: PlatformConfig, provider_kind: str) -> str:
+    if config.gpu_stack != "auto":
+        return config.gpu_stack
+    return "fake" if provider_kind == "kind" else "nvidia"
+
+
+class Platform(pulumi.ComponentResource):
+    """Everything shared by the model services, on whichever cluster layer 1 made."""
+
+    outputs: PlatformOutputs
+
+    def __init__(
+        self,
+        name: str,
+        cluster: ClusterOutputs,
+        config: PlatformConfig,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(
+            "gantry:platform:Platform",
+            name,
+            None,
+            pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(providers=[cluster.k8s_provider])
+            ),
+        )
+        child = pulumi.ResourceOptions(parent=self)
+        kind = cluster.provider_kind
+        mesh = Mesh("mesh", kind, config.domain, child)
+        monitoring = Monitoring(
+            "monitoring",
+            kind,
+            cluster.storage_class,
+            grafana=config.addons.grafana,
+            alertmanager=config.addons.alertmanager,
+            mesh_ready=mesh.istiod,
+            opts=child,
+        )
+        autoscaling = Autoscaling("autoscaling", kind, monitoring.stack, child)
+        delivery = Delivery(
+            "delivery", kind, config.addons.loadtester, monitoring.stack, mesh.istiod, child
+        )
+        gpu_pools = [p for p in cluster.pools.values() if p.is_gpu]
+        stack = gpu_stack(config, kind)
+        if gpu_pools and stack != "none":
+            Gpus(
+                "gpus",
+                stack,
+                kind,
+                gpu_pools,
+                config.time_slicing_replicas,
+                config.addons.gpu_metrics,
+                monitoring.stack,
+                child,
+            )
+        Priorities("priorities", child)
+        teams = {
+            t.name: TeamTenancy(t, config.teams.container_defaults, mesh.base, child)
+            for t in config.teams.teams
+        }
+        self.outputs = PlatformOutputs(
+            gateway=f"{GATEWAY_NAMESPACE}/{GATEWAY_NAME}",
+            gateway_namespace=GATEWAY_NAMESPACE,
+            gateway_name=GATEWAY_NAME,
+            domain=config.domain,
+            gateway_url=(
+                f"http://{GATEWAY_RELEASE}.{GATEWAY_NAMESPACE}.svc.cluster.local:{GATEWAY_HTTP_PORT}"
+            ),
+            prometheus_url=PROMETHEUS_URL,
+            mesh_scrape=MESH_SCRAPE,
+            flagger_namespace=FLAGGER_NAMESPACE,
+            loadtester_url=LOADTESTER_URL if config.addons.loadtester else None,
+            inflight_metric=INFLIGHT_METRIC,
+            priority_classes=tuple(PRIORITY_CLASSES),
+            teams={
+                t.name: TeamNamespace(t.name, t.group, tuple(t.pools), quota_hard(t))
+                for t in config.teams.teams
+            },
+            gpu_slices=config.time_slicing_replicas,
+            depends_on=[
+                mesh.istiod,
+                mesh.ingress,
+                monitoring.stack,
+                autoscaling.adapter,
+                delivery.flagger,
+                *(t.namespace for t in teams.values()),
+            ],
+        )
+        self.register_outputs({"gateway": self.outputs.gateway})

@@ -1,0 +1,65 @@
+"""Flagger (canary analysis on Istio, metrics from this Prometheus) and its load tester.
+
+The load tester runs with a sidecar so the load it generates reaches meshed services over mTLS.
+Flagger itself has no sidecar and calls the load tester's webhook port in plaintext, so that one
+port (and only on the load tester) accepts plaintext: a narrow, explicit exception to STRICT.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.addons.monitoring import PROMETHEUS_URL
+from infra.addons.namespaces import namespace
+from infra.addons.release import helm_release
+
+FLAGGER_NAMESPACE = "flagger-system"
+LOADTESTER_RELEASE = "flagger-loadtester"
+LOADTESTER_POD_LABELS = {"app": "loadtester"}  # the chart's pod label (its name)
+LOADTESTER_PORT = 8080  # container port; the Service maps 80 -> 8080
+LOADTESTER_URL = f"http://{LOADTESTER_RELEASE}.{FLAGGER_NAMESPACE}/"
+
+
+class Delivery(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        provider_kind: str,
+        loadtester: bool,
+        prometheus: pulumi.Resource,
+        istiod: pulumi.Resource,
+        opts: pulumi.ResourceOptions,
+    ) -> None:
+        super().__init__("gantry:platform:Delivery", name, None, opts)
+        ns = namespace(FLAGGER_NAMESPACE, "baseline", pulumi.ResourceOptions(parent=self))
+        self.flagger = helm_release(
+            "flagger",
+            "flagger",
+            ns.metadata.name,
+            provider_kind,
+            pulumi.ResourceOptions(parent=self, depends_on=[ns, prometheus, istiod]),
+            {"metricsServer": PROMETHEUS_URL},
+        )
+        self.loadtester: k8s.helm.v3.Release | None = None
+        if loadtester:
+            self.loadtester = helm_release(
+                LOADTESTER_RELEASE,
+                "flagger-loadtester",
+                ns.metadata.name,
+                provider_kind,
+                pulumi.ResourceOptions(parent=self, depends_on=[ns, istiod]),
+            )
+            k8s.apiextensions.CustomResource(
+                "loadtester-webhook-plaintext",
+                api_version="security.istio.io/v1",
+                kind="PeerAuthentication",
+                metadata={"name": "loadtester-webhook", "namespace": FLAGGER_NAMESPACE},
+                spec={
+                    "selector": {"matchLabels": LOADTESTER_POD_LABELS},
+                    "mtls": {"mode": "STRICT"},
+                    "portLevelMtls": {str(LOADTESTER_PORT): {"mode": "PERMISSIVE"}},
+                },
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[istiod]),
+            )
+        self.register_outputs({})

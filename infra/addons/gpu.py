@@ -1,0 +1,112 @@
+"""GPU add-ons, the one place where kind and EKS really differ.
+
+- fake: run:ai's fake GPU operator advertises simulated `nvidia.com/gpu` on the GPU pools' nodes
+  and exports simulated DCGM metrics (kind has no GPUs).
+- nvidia: NVIDIA's device plugin (real GPUs; optional time-slicing) and DCGM exporter.
+Either way workloads request `nvidia.com/gpu` and dashboards read the same DCGM series.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import yaml
+
+from infra.addons.namespaces import namespace
+from infra.addons.release import helm_release
+from infra.cluster.pools import GPU_RESOURCE, POOL_KIND_LABEL, POOL_LABEL, PoolScheduling
+
+GPU_NAMESPACE = "gpu-system"
+# What the fake operator simulates: the GPU of the EKS example's g5 nodes (NVIDIA A10G, MiB).
+FAKE_GPU_PRODUCT = "NVIDIA-A10G"
+FAKE_GPU_MEMORY_MIB = 23028
+
+
+def fake_operator_values(
+    gpu_pools: list[PoolScheduling], slices: int, metrics: bool
+) -> dict[str, Any]:
+    """Topology per GPU pool, keyed by our pool label (so no extra node label is needed)."""
+    return {
+        "topology": {
+            "nodePoolLabelKey": POOL_LABEL,
+            "nodePools": {
+                p.name: {
+                    "gpuProduct": FAKE_GPU_PRODUCT,
+                    # No real time-slicing to simulate: advertise the slices as devices.
+                    "gpuCount": p.gpus_per_node * slices,
+                    "gpuMemory": FAKE_GPU_MEMORY_MIB,
+                }
+                for p in gpu_pools
+            },
+        },
+        "statusExporter": {"serviceMonitor": {"enabled": metrics}},
+    }
+
+
+def device_plugin_config(slices: int) -> str:
+    """The device plugin's config file; time-slicing shares each GPU among `slices` pods."""
+    config: dict[str, Any] = {"version": "v1", "flags": {"migStrategy": "none"}}
+    if slices > 1:
+        config["sharing"] = {
+            "timeSlicing": {"resources": [{"name": GPU_RESOURCE, "replicas": slices}]}
+        }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def _on_gpu_pools(gpu_pools: list[PoolScheduling]) -> dict[str, Any]:
+    """Schedule a node agent on every GPU pool node (pool kind label + all GPU pool taints)."""
+    tolerations: list[dict[str, Any]] = []
+    for p in gpu_pools:
+        tolerations += [t for t in p.tolerations if t not in tolerations]
+    # affinity: null drops the chart's default (node-feature-discovery labels EKS nodes lack).
+    return {"nodeSelector": {POOL_KIND_LABEL: "gpu"}, "tolerations": tolerations, "affinity": None}
+
+
+class Gpus(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        stack: str,
+        provider_kind: str,
+        gpu_pools: list[PoolScheduling],
+        slices: int,
+        metrics: bool,
+        prometheus: pulumi.Resource,
+        opts: pulumi.ResourceOptions,
+    ) -> None:
+        super().__init__("gantry:platform:Gpus", name, None, opts)
+        # Device plugins mount the kubelet's socket directory (hostPath, privileged).
+        ns = namespace(GPU_NAMESPACE, "privileged", pulumi.ResourceOptions(parent=self))
+        after = pulumi.ResourceOptions(parent=self, depends_on=[ns, prometheus])
+        if stack == "fake":
+            helm_release(
+                "fake-gpu-operator",
+                "fake-gpu-operator",
+                ns.metadata.name,
+                provider_kind,
+                after,
+                fake_operator_values(gpu_pools, slices, metrics),
+            )
+        else:
+            helm_release(
+                "nvidia-device-plugin",
+                "nvidia-device-plugin",
+                ns.metadata.name,
+                provider_kind,
+                after,
+                {
+                    **_on_gpu_pools(gpu_pools),
+                    "config": {"map": {"default": device_plugin_config(slices)}},
+                },
+            )
+            if metrics:
+                helm_release(
+                    "dcgm-exporter",
+                    "dcgm-exporter",
+                    ns.metadata.name,
+                    provider_kind,
+                    after,
+                    _on_gpu_pools(gpu_pools),
+                )
+        self.register_outputs({})

@@ -1,0 +1,287 @@
+"""Static schedulability: would every rendered pod find a node, and fit its namespace's quota?
+
+A pure function over rendered objects (dicts, as `ResourceIndex.manifests()` returns them) and
+the pool model (`PoolScheduling` by name). Run by the tests and by `gantry preview|up` before
+anything is applied. For every pod template (Deployment, StatefulSet, DaemonSet, Job):
+
+- some pool matches its nodeSelector and required node affinity,
+- the pod tolerates every NoSchedule/NoExecute taint of that pool,
+- one node of that pool has allocatable >= the pod's requests (containers + Istio sidecar, GPUs
+  included; GPUs per node x time-slicing replicas).
+
+For every namespace with a ResourceQuota: the quota covers, per service, `maxReplicas` of its HPA
+(or the workload's replicas) x pod requests, plus the rollout surge: the canary's pods at the
+HPA's minReplicas when a Flagger Canary targets it (Flagger scales the canary to that when an
+analysis starts), else the Deployment's maxSurge. Each problem is one line naming the service,
+the pool (or namespace) and the missing resource.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from kubernetes.utils.quantity import parse_quantity
+
+from infra.cluster.pools import GPU_RESOURCE, PoolScheduling
+
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
+SERVICE_LABEL = "gantry.dev/service"  # same label as infra/serving/manifests.py puts on pods
+_GIB = Decimal(1024**3)
+# Istio's injector reads the sidecar's requests from these pod annotations.
+_SIDECAR = {
+    "cpu": "sidecar.istio.io/proxyCPU",
+    "memory": "sidecar.istio.io/proxyMemory",
+}
+# Quota keys -> the request they bound ("pods" is counted separately).
+_QUOTA_KEYS = {
+    "requests.cpu": "cpu",
+    "cpu": "cpu",
+    "requests.memory": "memory",
+    "memory": "memory",
+    f"requests.{GPU_RESOURCE}": GPU_RESOURCE,
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    service: str
+    where: str  # "pool gpu", "namespace ml-serving", or "no pool"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.service}: {self.where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One pod template and how many copies of it may exist at once."""
+
+    kind: str
+    name: str
+    namespace: str
+    service: str
+    pod: dict[str, Any]  # the pod template's spec
+    annotations: dict[str, str]
+    max_pods: int
+    surge: int
+
+    @property
+    def requests(self) -> dict[str, Decimal]:
+        return pod_requests(self.pod, self.annotations)
+
+
+def _q(value: Any) -> Decimal:
+    return Decimal(parse_quantity(str(value)))
+
+
+def pod_requests(pod: Mapping[str, Any], annotations: Mapping[str, str]) -> dict[str, Decimal]:
+    """What the scheduler reserves for one pod: the sum of its containers' requests (limits where
+    a request is missing, as the API server defaults them), the larger of that and any init
+    container, plus the injected Istio sidecar (from its annotations)."""
+
+    def of(container: Mapping[str, Any]) -> dict[str, Decimal]:
+        res = container.get("resources") or {}
+        merged = {**(res.get("limits") or {}), **(res.get("requests") or {})}
+        return {k: _q(v) for k, v in merged.items()}
+
+    total: dict[str, Decimal] = defaultdict(Decimal)
+    for c in pod.get("containers") or []:
+        for k, v in of(c).items():
+            total[k] += v
+    for c in pod.get("initContainers") or []:
+        for k, v in of(c).items():
+            total[k] = max(total[k], v)
+    if annotations.get("sidecar.istio.io/inject", "true") != "false":
+        for resource, key in _SIDECAR.items():
+            if key in annotations:
+                total[resource] += _q(annotations[key])
+    return dict(total)
+
+
+def _selector_matches(pod: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in (pod.get("nodeSelector") or {}).items()):
+        return False
+    required = ((pod.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    terms = required.get("nodeSelectorTerms") or []
+    return not terms or any(_term_matches(t, labels) for t in terms)
+
+
+def _term_matches(term: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    for e in term.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        present = key in labels
+        ok = {
+            "In": present and labels.get(key) in values,
+            "NotIn": not present or labels.get(key) not in values,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }.get(op, False)
+        if not ok:
+            return False
+    return True
+
+
+def _tolerates(tolerations: Iterable[Mapping[str, Any]], taint: Mapping[str, str]) -> bool:
+    for t in tolerations:
+        if t.get("effect") and t["effect"] != taint["effect"]:
+            continue
+        if t.get("operator", "Equal") == "Exists":
+            if not t.get("key") or t["key"] == taint["key"]:
+                return True
+        elif t.get("key") == taint["key"] and t.get("value", "") == taint.get("value", ""):
+            return True
+    return False
+
+
+def _num(amount: Decimal) -> str:
+    return format(amount.normalize(), "f")
+
+
+def _fmt(resource: str, amount: Decimal) -> str:
+    if resource == "pods":
+        return f"{_num(amount)} pods"
+    if resource == "memory":
+        return f"{amount / _GIB:.2f} GiB memory"
+    if resource == "cpu":
+        return f"{_num(amount)} CPU"
+    return f"{_num(amount)} {resource}"
+
+
+def _pool_problems(w: Workload, pool: PoolScheduling, gpu_slices: int) -> list[Problem]:
+    """Why `w` cannot run on `pool` (empty: it can)."""
+    where = f"pool {pool.name}"
+    problems = []
+    tolerations = w.pod.get("tolerations") or []
+    for taint in pool.taints_k8s():
+        if taint["effect"] in {"NoSchedule", "NoExecute"} and not _tolerates(tolerations, taint):
+            shown = f"{taint['key']}={taint.get('value', '')}:{taint['effect']}"
+            problems.append(Problem(w.service, where, f"does not tolerate taint {shown}"))
+    allocatable = {
+        "cpu": Decimal(str(pool.cpu)),
+        "memory": Decimal(str(pool.memory_gib)) * _GIB,
+        GPU_RESOURCE: Decimal(pool.gpus_per_node * gpu_slices),
+    }
+    for resource, need in sorted(w.requests.items()):
+        have = allocatable.get(resource)
+        if have is not None and need > have:
+            problems.append(
+                Problem(
+                    w.service,
+                    where,
+                    f"pod needs {_fmt(resource, need)}, a node has {_fmt(resource, have)} "
+                    f"allocatable (short {_fmt(resource, need - have)})",
+                )
+            )
+    return problems
+
+
+def workloads(objects: Iterable[Mapping[str, Any]]) -> list[Workload]:
+    """Every pod template with its maximum pod count (HPA maxReplicas) and rollout surge."""
+    objects = list(objects)
+
+    def key(o: Mapping[str, Any]) -> tuple[str, str]:
+        return o["metadata"].get("namespace", "default"), o["metadata"]["name"]
+
+    hpas = {
+        (key(o)[0], o["spec"]["scaleTargetRef"]["name"]): o["spec"]
+        for o in objects
+        if o["kind"] == "HorizontalPodAutoscaler"
+    }
+    canaried = {
+        (key(o)[0], o["spec"]["targetRef"]["name"]) for o in objects if o["kind"] == "Canary"
+    }
+    found = []
+    for o in objects:
+        if o["kind"] not in WORKLOAD_KINDS:
+            continue
+        spec = o.get("spec") or {}
+        template = spec.get("template") or {}
+        meta = template.get("metadata") or {}
+        hpa = hpas.get(key(o))
+        replicas = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
+        max_pods = int(hpa["maxReplicas"]) if hpa else replicas
+        if key(o) in canaried:
+            surge = int(hpa.get("minReplicas", 1)) if hpa else replicas
+        else:
+            rolling = (spec.get("strategy") or {}).get("rollingUpdate") or {}
+            surge = rolling.get("maxSurge", 0) if isinstance(rolling.get("maxSurge"), int) else 1
+        found.append(
+            Workload(
+                kind=o["kind"],
+                name=o["metadata"]["name"],
+                namespace=key(o)[0],
+                service=(meta.get("labels") or {}).get(SERVICE_LABEL, o["metadata"]["name"]),
+                pod=template.get("spec") or {},
+                annotations=meta.get("annotations") or {},
+                max_pods=max_pods,
+                surge=surge,
+            )
+        )
+    return found
+
+
+def check(
+    objects: Iterable[Mapping[str, Any]],
+    pools: Mapping[str, PoolScheduling],
+    gpu_slices: int = 1,
+) -> list[str]:
+    """One line per problem; empty when every pod can be placed and every quota suffices."""
+    objects = list(objects)
+    problems: list[Problem] = []
+    works = [w for w in workloads(objects) if w.kind != "DaemonSet"]
+    for w in works:
+        candidates = [p for p in pools.values() if _selector_matches(w.pod, p.node_labels)]
+        if not candidates:
+            selector = w.pod.get("nodeSelector") or {}
+            problems.append(
+                Problem(
+                    w.service,
+                    "no pool",
+                    f"no pool has node labels {selector} (pools: {', '.join(sorted(pools))})",
+                )
+            )
+            continue
+        per_pool = [_pool_problems(w, p, gpu_slices) for p in candidates]
+        if all(per_pool):
+            problems += [p for found in per_pool for p in found]
+    problems += _quota_problems(objects, works)
+    return [str(p) for p in problems]
+
+
+def _quota_problems(objects: list[Mapping[str, Any]], works: list[Workload]) -> list[Problem]:
+    problems = []
+    for quota in (o for o in objects if o["kind"] == "ResourceQuota"):
+        ns = quota["metadata"].get("namespace", "default")
+        members = [w for w in works if w.namespace == ns]
+        for quota_key, limit in sorted(((quota.get("spec") or {}).get("hard") or {}).items()):
+            resource = "pods" if quota_key == "pods" else _QUOTA_KEYS.get(quota_key)
+            if resource is None:
+                continue
+
+            def per_pod(w: Workload, resource: str = resource) -> Decimal:
+                return Decimal(1) if resource == "pods" else w.requests.get(resource, Decimal(0))
+
+            users = [w for w in members if per_pod(w)]
+            need = sum((per_pod(w) * (w.max_pods + w.surge) for w in users), Decimal(0))
+            have = _q(limit)
+            if need <= have:
+                continue
+            parts = ", ".join(
+                f"{w.service} ({w.max_pods} max + {w.surge} surge) x {_fmt(resource, per_pod(w))}"
+                for w in users
+            )
+            problems.append(
+                Problem(
+                    ",".join(sorted({w.service for w in users})),
+                    f"namespace {ns}",
+                    f"quota {quota_key}={limit} is short by {_fmt(resource, need - have)} "
+                    f"(needs {_fmt(resource, need)}: {parts})",
+                )
+            )
+    return problems

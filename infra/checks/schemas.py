@@ -1,0 +1,114 @@
+"""Schema validation: core kinds with kubernetes-validate (strict), custom resources by jsonschema.
+
+Strict mode rejects fields the API does not define (a typo such as `spec.replica` would
+otherwise be dropped silently by the API server).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+
+from infra.config import REPO_ROOT
+
+CRD_SCHEMAS_ENV = "GANTRY_CRD_SCHEMAS"
+DEFAULT_CRD_SCHEMAS = REPO_ROOT.parent / "shared" / "crd-schemas"
+
+# API groups served by Kubernetes itself (kubernetes-validate knows their schemas).
+_CORE_GROUPS = {
+    "",
+    "apps",
+    "batch",
+    "autoscaling",
+    "policy",
+    "rbac.authorization.k8s.io",
+    "networking.k8s.io",
+    "scheduling.k8s.io",
+    "storage.k8s.io",
+    "coordination.k8s.io",
+    "node.k8s.io",
+    "discovery.k8s.io",
+    "admissionregistration.k8s.io",
+    "apiextensions.k8s.io",
+    "apiregistration.k8s.io",
+    "certificates.k8s.io",
+    "events.k8s.io",
+    "flowcontrol.apiserver.k8s.io",
+    "resource.k8s.io",
+}
+
+
+def crd_schema_dir() -> Path | None:
+    """The CRD JSON schema folder, or None where it is absent."""
+    path = Path(os.environ.get(CRD_SCHEMAS_ENV) or DEFAULT_CRD_SCHEMAS)
+    return path if path.is_dir() else None
+
+
+def _group_version(manifest: dict[str, Any]) -> tuple[str, str]:
+    api_version = str(manifest.get("apiVersion", ""))
+    group, _, version = api_version.rpartition("/")
+    return group, version
+
+
+def is_custom_resource(manifest: dict[str, Any]) -> bool:
+    return _group_version(manifest)[0] not in _CORE_GROUPS
+
+
+def describe(manifest: dict[str, Any]) -> str:
+    meta = manifest.get("metadata") or {}
+    ns = f"{meta['namespace']}/" if meta.get("namespace") else ""
+    return f"{manifest.get('kind')} {ns}{meta.get('name')}"
+
+
+@cache
+def _schema(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def validate_custom_resource(manifest: dict[str, Any], schema_dir: Path) -> list[str]:
+    group, version = _group_version(manifest)
+    path = schema_dir / group / f"{str(manifest.get('kind')).lower()}_{version}.json"
+    if not path.exists():
+        return [f"{describe(manifest)}: no schema {path.relative_to(schema_dir)} in {schema_dir}"]
+    validator = jsonschema.Draft7Validator(_schema(path))
+    return [
+        f"{describe(manifest)}: {'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))
+    ]
+
+
+def validate_objects(
+    manifests: Iterable[dict[str, Any]],
+    k8s_version: str,
+    schema_dir: Path | None = None,
+    custom_resources: bool = True,
+) -> list[str]:
+    """One line per problem. Core kinds: kubernetes-validate strict for `k8s_version` ("1.33").
+    Custom resources (when `custom_resources`): jsonschema against `schema_dir` (default
+    `crd_schema_dir()`); a missing folder or schema is itself a problem."""
+    problems: list[str] = []
+    schema_dir = schema_dir or crd_schema_dir()
+    for m in manifests:
+        if is_custom_resource(m):
+            if not custom_resources:
+                continue
+            if schema_dir is None:
+                problems.append(f"{describe(m)}: no CRD schema folder (set {CRD_SCHEMAS_ENV})")
+            else:
+                problems += validate_custom_resource(m, schema_dir)
+            continue
+        try:
+            kubernetes_validate.validate(m, k8s_version, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            where = ".".join(map(str, err.path)) or "<root>"
+            problems.append(f"{describe(m)}: {where}: {err.message}")
+        except kubernetes_validate.utils.SchemaNotFoundError as err:
+            problems.append(f"{describe(m)}: {err}")
+    return problems

@@ -1,0 +1,97 @@
+"""The `gantry` command line. Shared helpers and exit codes: infra/cli_support.py.
+
+Foundation commands: up / preview / destroy (Pulumi Automation API) and render (offline).
+Other owners register their commands at the bottom, one line each.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from infra.cli_support import console, fail, load_stack
+
+app = typer.Typer(
+    name="gantry",
+    help="Gantry: a reference ML platform (cluster -> platform -> serving) on Ray Serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# `--stack S` reads Pulumi.<S>.yaml; the default is the local kind sandbox stack.
+Stack = Annotated[str, typer.Option("--stack", "-s", help="Stack name: reads Pulumi.<stack>.yaml.")]
+
+
+@app.command()
+def up(stack: Stack = "sandbox") -> None:
+    """Create or update the stack's cluster, platform and services (`pulumi up`)."""
+    from infra.deploy import run
+
+    run("up", stack, checks=lambda: _preflight(stack, "up"))
+
+
+@app.command()
+def preview(stack: Stack = "sandbox") -> None:
+    """Show what `up` would change (`pulumi preview`)."""
+    from infra.deploy import run
+
+    run("preview", stack, checks=lambda: _preflight(stack, "preview"))
+
+
+@app.command()
+def destroy(stack: Stack = "sandbox") -> None:
+    """Delete everything the stack created, the cluster included (`pulumi destroy`)."""
+    from infra.deploy import run
+
+    run("destroy", stack)
+
+
+@app.command()
+def render(
+    stack: Stack = "sandbox",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
+        ".gantry/render"
+    ),
+    stack_file: Annotated[
+        Path | None,
+        typer.Option("--stack-file", help="Read this stack file instead of Pulumi.<stack>.yaml."),
+    ] = None,
+) -> None:
+    """Write every Kubernetes object, Helm release and resource the stack defines (offline:
+    no Pulumi CLI, no cluster)."""
+    from infra.config import ConfigError
+    from infra.render import run_offline, write_render
+
+    cfg = load_stack(stack, stack_file)
+    try:
+        index = run_offline(cfg, stack)
+    except ConfigError as err:  # found while building (e.g. an unreadable kubeconfig)
+        fail(str(err))
+    counts = write_render(index, out)
+    console.print(
+        f"Rendered stack [bold]{stack}[/]: {counts['resources']} resources, "
+        f"{counts['objects']} Kubernetes objects, {counts['releases']} Helm releases -> {out}/"
+    )
+
+
+def _preflight(stack: str, operation: str) -> None:
+    """The serving layer's schedulability (+ Docker for images) check: after the cheap
+    prerequisites, before any change. Imported late: it loads the whole program."""
+    from infra.serving.preflight import preflight
+
+    preflight(stack, operation)
+
+
+def main() -> None:
+    app()
+
+
+# Commands owned by other layers register here, one line each.
+from infra.sandbox.cli import register as register_sandbox  # noqa: E402  (sandbox + rollout)
+from loadtests.cli import register as register_loadtest  # noqa: E402
+
+register_sandbox(app)
+register_loadtest(app)

@@ -1,0 +1,171 @@
+"""kind provider: a local Kubernetes-in-Docker cluster whose worker nodes mirror the stack's pools.
+
+`kind_config()` is a pure function from the pools to kind's cluster config (tested on its own);
+`KindCluster` runs `kind create cluster` / `kind delete cluster` through pulumi_command and feeds
+the kubeconfig kind prints to a Kubernetes provider.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+from pulumi_command import local
+
+from infra.cluster import ClusterOutputs
+from infra.cluster.pools import FAKE_GPU_POOL_LABEL, pool_facts, scheduling
+from infra.config import GantryConfig, Pool
+
+# The kind release Gantry is tested with, and the node images it publishes (from the kind
+# v0.29.0 release notes; kind wants images pinned by digest).
+KIND_VERSION = "v0.29.0"
+KIND_NODE_IMAGES = {
+    "1.31": "kindest/node:v1.31.9@sha256:"
+    "b94a3a6c06198d17f59cca8c6f486236fa05e2fb359cbd75dabbfc348a10b211",
+    "1.32": "kindest/node:v1.32.5@sha256:"
+    "e3b2327e3a5ab8c76f5ece68936e4cafaa82edf58486b769727ab0b3b97a5b0d",
+    "1.33": "kindest/node:v1.33.1@sha256:"
+    "050072256b9a903bd914c0b2866828150cb229cea0efe5892e2b644d5dd3b34f",
+}
+# kind's default StorageClass (rancher local-path provisioner).
+KIND_STORAGE_CLASS = "standard"
+# How long `kind create cluster` waits for the control plane to be Ready.
+CREATE_WAIT = "5m"
+
+
+@dataclass(frozen=True)
+class KindClusterArgs:
+    name: str
+    kubernetes_version: str
+    pools: tuple[Pool, ...]
+    node_image: str | None = None  # None: KIND_NODE_IMAGES[kubernetes_version]
+    kubeconfig: str | None = None  # None: kind's default (~/.kube/config, context kind-<name>)
+
+    @classmethod
+    def from_config(cls, cfg: GantryConfig) -> KindClusterArgs:
+        return cls(
+            name=cfg.cluster.name,
+            kubernetes_version=cfg.cluster.kubernetes_version,
+            pools=tuple(cfg.pools),
+            node_image=cfg.cluster.kind.node_image,
+            kubeconfig=cfg.cluster.kind.kubeconfig,
+        )
+
+    @property
+    def image(self) -> str:
+        return self.node_image or KIND_NODE_IMAGES[self.kubernetes_version]
+
+
+def worker_node(pool: Pool, image: str) -> dict[str, Any]:
+    """One kind worker of `pool`: its labels, and its taints registered by kubeadm at join."""
+    facts = scheduling(pool)
+    labels = dict(facts.node_labels)
+    if facts.is_gpu:
+        labels[FAKE_GPU_POOL_LABEL] = pool.name
+    node: dict[str, Any] = {"role": "worker", "image": image, "labels": labels}
+    if facts.taints:
+        # nodeRegistration.taints has the same shape in kubeadm v1beta3 and v1beta4 (unlike
+        # kubeletExtraArgs, a map in v1beta3 and a list in v1beta4), so one patch fits every
+        # Kubernetes version kind may bootstrap.
+        join = {"kind": "JoinConfiguration", "nodeRegistration": {"taints": facts.taints_k8s()}}
+        node["kubeadmConfigPatches"] = [yaml.safe_dump(join, sort_keys=False)]
+    return node
+
+
+def kind_config(args: KindClusterArgs) -> dict[str, Any]:
+    """kind's `Cluster` config: one control plane, then `desired` workers per pool, in pool order.
+
+    The control plane keeps kubeadm's NoSchedule taint (kind lifts it only on single-node
+    clusters), so every workload lands on a pool node.
+    """
+    nodes: list[dict[str, Any]] = [{"role": "control-plane", "image": args.image}]
+    for pool in args.pools:
+        nodes.extend(worker_node(pool, args.image) for _ in range(pool.desired))
+    return {
+        "kind": "Cluster",
+        "apiVersion": "kind.x-k8s.io/v1alpha4",
+        "name": args.name,
+        "nodes": nodes,
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the kubeadm patches) as `|` blocks, as kind's docs write them."""
+
+
+_Dumper.add_representer(
+    str,
+    lambda dumper, s: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", s, style="|" if "\n" in s else None
+    ),
+)
+
+
+def kind_config_yaml(args: KindClusterArgs) -> str:
+    return yaml.dump(kind_config(args), Dumper=_Dumper, sort_keys=False)
+
+
+def _kubeconfig_flag(args: KindClusterArgs) -> str:
+    return f" --kubeconfig {shlex.quote(args.kubeconfig)}" if args.kubeconfig else ""
+
+
+def create_command(args: KindClusterArgs) -> str:
+    """Create from the config on stdin (kind's logs go to stderr), then print the kubeconfig."""
+    name = shlex.quote(args.name)
+    return (
+        f"kind create cluster --name {name} --config - --wait {CREATE_WAIT}"
+        f"{_kubeconfig_flag(args)} 1>&2 && kind get kubeconfig --name {name}"
+    )
+
+
+def delete_command(args: KindClusterArgs) -> str:
+    return f"kind delete cluster --name {shlex.quote(args.name)}{_kubeconfig_flag(args)}"
+
+
+class KindCluster(pulumi.ComponentResource):
+    """A kind cluster with one worker per desired pool node; exposes `outputs`."""
+
+    outputs: ClusterOutputs
+
+    def __init__(
+        self, name: str, args: KindClusterArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("gantry:cluster:KindCluster", name, None, opts)
+        config_yaml = kind_config_yaml(args)
+        cluster = local.Command(
+            f"{name}-kind",
+            create=create_command(args),
+            delete=delete_command(args),
+            stdin=config_yaml,
+            # stdout is the kubeconfig: keep it out of the logs and secret in the state.
+            logging=local.Logging.STDERR,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                additional_secret_outputs=["stdout"],
+                # A changed config means a new cluster of the same name: delete the old first.
+                replace_on_changes=["*"],
+                delete_before_replace=True,
+            ),
+        )
+        kubeconfig: pulumi.Output[str] = pulumi.Output.secret(cluster.stdout)
+        provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=kubeconfig,
+            # A sandbox deleted behind Pulumi's back must not block `gantry destroy`.
+            delete_unreachable=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.outputs = ClusterOutputs(
+            name=args.name,
+            provider_kind="kind",
+            kubeconfig=kubeconfig,
+            k8s_provider=provider,
+            pools=pool_facts(list(args.pools)),
+            storage_class=KIND_STORAGE_CLASS,
+            kubernetes_version=args.kubernetes_version,
+        )
+        self.register_outputs({"kubeconfig": kubeconfig, "kindConfig": config_yaml})

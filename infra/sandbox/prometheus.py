@@ -1,0 +1,119 @@
+"""The sandbox's Prometheus: a real server on loopback, scraping Ray through its discovery file.
+
+Ray writes every node's metrics endpoint (head and autoscaled pool nodes alike) to
+`<ray temp dir>/prom_metrics_service_discovery.json`; Prometheus reads it with `file_sd_configs`.
+That is the only scrape job: adding Ray's port statically as well would scrape each target
+twice and double every `sum`. Data stays under the sandbox's state dir.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from infra.sandbox.raycluster import LOOPBACK
+
+INSTALL_HINT = "install it: sudo apt-get install -y prometheus   (or put a `prometheus` on PATH)"
+DISCOVERY_FILE = "prom_metrics_service_discovery.json"
+
+# Alert rules shared with the cluster; only those over metrics the sandbox has (Ray's) load.
+RULE_DIRS = ("platform/prometheus/rules", "platform/rules")
+_PROMQL_WORDS = {
+    "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
+    "bool", "offset", "le", "inf", "nan",
+}  # fmt: skip
+
+
+def binary() -> str | None:
+    return shutil.which("prometheus")
+
+
+def config(ray_temp_dir: Path, scrape_interval_s: float, rule_files: list[Path]) -> dict[str, Any]:
+    interval = f"{max(1, round(scrape_interval_s))}s"
+    return {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "rule_files": [str(p) for p in rule_files],
+        "scrape_configs": [
+            {
+                "job_name": "ray",
+                "file_sd_configs": [{"files": [str(ray_temp_dir / DISCOVERY_FILE)]}],
+            }
+        ],
+    }
+
+
+def _metric_names(expr: str) -> set[str]:
+    """Metric names in a PromQL expression: identifiers that are not functions, keywords,
+    label matchers/lists, durations or strings."""
+    text = re.sub(r"\{[^}]*\}|\[[^\]]*\]|\"[^\"]*\"", " ", expr)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    names = set()
+    for m in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
+        is_call = text[m.end() :].lstrip().startswith("(")
+        if not is_call and m.group().lower() not in _PROMQL_WORDS:
+            names.add(m.group())
+    return names
+
+
+def sandbox_rules(repo: Path) -> dict[str, Any]:
+    """The cluster's alert rules whose every metric Ray exports (`ray_*`), as one rules file."""
+    groups = []
+    for folder in RULE_DIRS:
+        for path in sorted((repo / folder).glob("*.y*ml")):
+            doc = yaml.safe_load(path.read_text()) or {}
+            # Plain Prometheus rule files or PrometheusRule objects (spec.groups).
+            for group in (doc.get("spec") or doc).get("groups") or []:
+                rules = [
+                    r
+                    for r in group.get("rules") or []
+                    if all(n.startswith("ray_") for n in _metric_names(str(r.get("expr", ""))))
+                ]
+                if rules:
+                    groups.append({**group, "rules": rules})
+    return {"groups": groups}
+
+
+def argv(binary_path: str, config_file: Path, data_dir: Path, port: int) -> list[str]:
+    return [
+        binary_path,
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={data_dir}",
+        "--storage.tsdb.retention.time=1d",
+        f"--web.listen-address={LOOPBACK}:{port}",
+        "--log.level=warn",
+    ]
+
+
+def wait_ready(url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"Prometheus at {url} not ready after {timeout_s:.0f}s")
+
+
+class PromQL:
+    """Instant queries against the sandbox's Prometheus."""
+
+    def __init__(self, url: str) -> None:
+        self._url = f"{url}/api/v1/query"
+
+    def scalar(self, query: str) -> float | None:
+        """The single value of `query`, or None when it has no data (or NaN)."""
+        r = httpx.get(self._url, params={"query": query}, timeout=10)
+        r.raise_for_status()
+        result = r.json()["data"]["result"]
+        if not result:
+            return None
+        value = float(result[0]["value"][1])
+        return None if value != value else value  # NaN: no requests in the window

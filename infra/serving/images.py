@@ -1,0 +1,123 @@
+"""A service's container image: built with Docker, then loaded into kind or pushed to a registry.
+
+The tag is a hash of everything the image is built from (the service folder, the shared service
+code, the Dockerfile and build args), so an unchanged service is never rebuilt and a changed one
+gets a new tag, which changes the Deployment and starts a canary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_command as command
+
+from infra.serving.spec import REPO, ServiceSpec
+
+# Files outside the service folder that every image contains (shared service code).
+SHARED_INPUTS = ("services/__init__.py", "services/common", "pyproject.toml")
+_SKIP = {"__pycache__", ".pytest_cache", ".mypy_cache"}
+
+
+def content_hash(spec: ServiceSpec, repo: Path = REPO) -> str:
+    """sha256 over the paths and bytes of every file the image is built from (12 hex digits)."""
+    h = hashlib.sha256()
+    roots = [spec.directory, *(repo / p for p in SHARED_INPUTS)]
+    for root in roots:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for f in files:
+            if _SKIP.intersection(f.parts) or f.suffix == ".pyc":
+                continue
+            h.update(str(f.relative_to(repo) if f.is_relative_to(repo) else f).encode())
+            h.update(b"\0")
+            h.update(f.read_bytes())
+            h.update(b"\0")
+    h.update(repr(sorted(spec.image.build_args.items())).encode())
+    h.update(spec.image.dockerfile.encode())
+    return h.hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class ImageArgs:
+    spec: ServiceSpec
+    # "kind": `kind load` into `kind_cluster`; "registry": `docker push` to `registry`;
+    # "local": build only (a cluster that shares the local Docker daemon).
+    target: Literal["kind", "registry", "local"]
+    kind_cluster: str | None = None
+    registry: pulumi.Input[str] | None = None
+    # Shell command run before the push that logs Docker in to the registry (e.g. ECR).
+    login: pulumi.Input[str] | None = None
+    # Set: create an ECR repository for the image with this AWS provider.
+    ecr_provider: aws.Provider | None = None
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+
+    @property
+    def repo(self) -> Path:
+        """The build context: the project holding `services/` (the repository root)."""
+        return self.spec.directory.parent.parent
+
+    @property
+    def tag(self) -> str:
+        return content_hash(self.spec, self.repo)
+
+    def ref(self) -> pulumi.Output[str]:
+        name = f"{self.spec.image.repository}:{self.tag}"
+        if self.registry is None:
+            return pulumi.Output.from_input(name)
+        return pulumi.Output.from_input(self.registry).apply(lambda r: f"{r.rstrip('/')}/{name}")
+
+
+def build_command(args: ImageArgs, ref: str, login: str | None = None) -> str:
+    """The shell command that builds the image and makes it available to the cluster."""
+    spec = args.spec
+    q = shlex.quote(ref)
+    dockerfile = (spec.directory / spec.image.dockerfile).relative_to(args.repo)
+    build_args = "".join(
+        f" --build-arg {shlex.quote(f'{k}={v}')}" for k, v in sorted(spec.image.build_args.items())
+    )
+    # The build context is the repository root: images contain services/common as well.
+    build = f"docker build -f {shlex.quote(str(dockerfile))}{build_args} -t {q} ."
+    if args.target == "kind":
+        return f"{build} && kind load docker-image {q} --name {shlex.quote(str(args.kind_cluster))}"
+    if args.target == "local":
+        return build
+    push = f"docker push {q}"
+    return f"{login} && {build} && {push}" if login else f"{build} && {push}"
+
+
+class ServiceImage(pulumi.ComponentResource):
+    """Build (and load or push) one service's image; rebuilt only when its content hash changes."""
+
+    def __init__(self, name: str, args: ImageArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gantry:serving:ServiceImage", name, None, opts)
+        self.ref: pulumi.Output[str] = args.ref()
+        depends_on = list(args.depends_on)
+        if args.ecr_provider is not None:
+            # Tags are content hashes, so they never need to move: make them immutable.
+            depends_on.append(
+                aws.ecr.Repository(
+                    f"{name}-ecr",
+                    name=args.spec.image.repository,
+                    image_tag_mutability="IMMUTABLE",
+                    image_scanning_configuration={"scan_on_push": True},
+                    force_delete=True,
+                    opts=pulumi.ResourceOptions(parent=self, provider=args.ecr_provider),
+                )
+            )
+        create = pulumi.Output.all(self.ref, args.login).apply(
+            lambda v: build_command(args, v[0], v[1])
+        )
+        self.build = command.local.Command(
+            f"{name}-build",
+            create=create,
+            dir=str(args.repo),
+            # The tag is the content hash: a new hash means a new build, nothing else does.
+            triggers=[args.tag],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+        )
+        self.register_outputs({"ref": self.ref})

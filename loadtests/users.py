@@ -1,0 +1,74 @@
+"""Locust users, one per service. Imports locust (gevent): only the Locust process loads this.
+
+Closed loop without think time: each user keeps one request in flight, so the user count is
+the concurrency the autoscalers see (Serve's ongoing requests, the HPA's in-flight metric).
+Every response is checked against the service's schema with `catch_response`; URLs are
+grouped with `name=` so statistics stay one row per endpoint.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, ClassVar
+
+from locust import constant, task
+from locust.contrib.fasthttp import FastHttpUser
+
+from loadtests import payloads
+
+
+class _ServiceUser(FastHttpUser):
+    abstract = True
+    wait_time = constant(0)
+    # A hung target fails requests after this long instead of holding users forever (s).
+    network_timeout = 20.0
+    connection_timeout = 5.0
+
+    path: ClassVar[str]
+
+    def on_start(self) -> None:
+        self.rng = random.Random()
+
+    def make_request(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def check(self, body: dict[str, Any], status: int, text: str) -> str | None:
+        """None for a valid answer to `body`, else what is wrong."""
+        raise NotImplementedError
+
+    @task
+    def call(self) -> None:
+        body = self.make_request()
+        with self.client.post(self.path, json=body, name=self.path, catch_response=True) as resp:
+            if not resp.status_code:  # no HTTP answer: refused, reset, timed out
+                resp.failure(f"no response: {getattr(resp, 'error', None)!r}")
+                return
+            problem = self.check(body, resp.status_code or 0, resp.text or "")
+            if problem:
+                resp.failure(problem)
+            else:
+                resp.success()
+
+
+class EmbedderUser(_ServiceUser):
+    path = payloads.EMBED_PATH
+
+    def make_request(self) -> dict[str, Any]:
+        return payloads.embed_request(self.rng)
+
+    def check(self, body: dict[str, Any], status: int, text: str) -> str | None:
+        return payloads.check_embeddings(body, status, text)
+
+
+class ClassifierUser(_ServiceUser):
+    path = payloads.PREDICT_PATH
+    n_features: ClassVar[int] = 4
+
+    def make_request(self) -> dict[str, Any]:
+        return payloads.classify_request(self.rng, self.n_features)
+
+    def check(self, body: dict[str, Any], status: int, text: str) -> str | None:
+        return payloads.check_predictions(body, status, text)
+
+
+USERS: dict[str, type[_ServiceUser]] = {"embedder": EmbedderUser, "classifier": ClassifierUser}

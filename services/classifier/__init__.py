@@ -1,0 +1,1 @@
+"""KServe V1 tabular classifier (iris) on Ray Serve."""

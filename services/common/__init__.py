@@ -1,0 +1,1 @@
+"""Plumbing shared by every Gantry model service: knobs, errors, metrics, HTTP, artifacts."""

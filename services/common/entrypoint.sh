@@ -1,0 +1,14 @@
+#!/bin/sh
+# Container entrypoint for every Gantry service: a single-node Ray per pod, then `serve run` of the
+# service's serve.yaml as PID 1.
+#   usage: entrypoint.sh services/<name>/serve.yaml
+# Ray is started first only to pin its metrics-export port (8080, scraped by Prometheus):
+# `serve run` alone would start Ray with a random one. `exec` makes `serve run` PID 1, so the
+# image's STOPSIGNAL (SIGINT) reaches it and it drains replicas (serve.shutdown()) before exit.
+set -eu
+config="${1:?usage: entrypoint.sh services/<name>/serve.yaml}"
+ray start --head \
+  --metrics-export-port="${GANTRY_METRICS_PORT:-8080}" \
+  --include-dashboard=false \
+  --disable-usage-stats
+exec serve run --address=auto "$config"

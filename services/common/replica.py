@@ -1,0 +1,61 @@
+"""`ModelReplica`: the Serve-facing methods every Gantry deployment shares.
+
+A service class inherits it, creates `self.core` (a `ServiceCore`) in `__init__`, names its
+`@serve.batch` methods in `batch_methods()`, and gets `__call__` (HTTP from Serve's proxy),
+`reconfigure` (user_config -> knobs, batch size and wait applied live), `check_health`, `forward`
+(router entry point over a handle) and `run_model`
+(inference on one dedicated thread, so the event loop keeps accepting and batching requests while
+the model computes) for free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from fastapi import Request, Response
+
+from services.common.http import Reply, ServiceCore
+from services.common.knobs import Knobs, parse_knobs
+
+T = TypeVar("T")
+
+
+class ModelReplica:
+    core: ServiceCore
+    knobs_model: type[Knobs] = Knobs
+    _executor: ThreadPoolExecutor | None = None
+
+    def batch_methods(self) -> list[Any]:
+        """The @serve.batch-decorated bound methods whose size and wait the knobs control."""
+        return []
+
+    def apply_knobs(self, knobs: Knobs) -> None:
+        self.core.knobs = knobs
+        for method in self.batch_methods():
+            method.set_max_batch_size(knobs.batching.max_batch_size)
+            method.set_batch_wait_timeout_s(knobs.batching.batch_wait_timeout_s)
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Serve calls this with `user_config` at start and on every in-place config change."""
+        self.apply_knobs(parse_knobs(self.knobs_model, user_config))
+
+    def check_health(self) -> None:
+        self.core.check_health()
+
+    async def __call__(self, request: Request) -> Response:
+        """HTTP entry point when this deployment is an application's ingress."""
+        return await self.core.serve_http(request)
+
+    async def forward(
+        self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+    ) -> Reply:
+        """Handle one HTTP request passed by a router deployment over a DeploymentHandle."""
+        return await self.core.forward(method, path, body, headers)
+
+    async def run_model(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="model")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

@@ -1,0 +1,366 @@
+"""Services benchmark: bare batched inference vs Ray Serve vs a naive FastAPI/uvicorn peer.
+
+Method (see docs/performance.md): one sentence (8-40 words) per request, closed-loop load from
+`wrk` with a Lua POST script (≈0.01 core, so the generator does not steal the CPU it measures),
+all on the same cores. For each serving setup: throughput, p50, p99 at concurrency 8 and 32, and
+RSS/PSS of the serving process tree after load. Ray runs privately (loopback, free ports, own temp
+dir) via tests/services/raylocal.py and deploys services/embedder/serve.yaml with per-variant
+overrides, exactly as the tests do.
+
+    .venv/bin/python tests/benchmarks/bench_services.py                 # everything, once
+    .venv/bin/python tests/benchmarks/bench_services.py --repeat 2 --duration 20
+    .venv/bin/python tests/benchmarks/bench_services.py --only bare,serve,naive-2
+
+Needs `wrk` (Debian/Ubuntu: `apt-get install -y wrk`). Results: a table, plus JSON under
+.gantry/bench/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from tests.services.raylocal import LOOPBACK_ENV, free_ports, start_ray  # noqa: E402
+from tests.services.servedeploy import app_from_serve_yaml, serve_run, wait_ready  # noqa: E402
+
+console = Console()
+WORDS = [
+    "the",
+    "a",
+    "engineer",
+    "cluster",
+    "model",
+    "request",
+    "latency",
+    "budget",
+    "river",
+    "mountain",
+    "quietly",
+    "quickly",
+    "deploys",
+    "rolls",
+    "back",
+    "scales",
+    "measures",
+    "reports",
+    "under",
+    "over",
+    "before",
+    "after",
+    "because",
+    "while",
+    "team",
+    "platform",
+    "service",
+    "canary",
+    "rollout",
+    "node",
+    "pool",
+    "replica",
+    "gateway",
+    "metric",
+    "alert",
+    "dashboard",
+    "runs",
+    "fails",
+    "recovers",
+    "serves",
+    "batches",
+    "tokens",
+    "sentence",
+    "embedding",
+    "vector",
+    "search",
+    "index",
+    "query",
+]
+
+
+def sentences(n: int = 512, seed: int = 3) -> list[str]:
+    """Deterministic pseudo-sentences of 8 to 40 words (uniform), like mixed real traffic."""
+    rng = random.Random(seed)
+    return [
+        " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 40))).capitalize() + "."
+        for _ in range(n)
+    ]
+
+
+@dataclass
+class Result:
+    setup: str
+    concurrency: int | None
+    rps: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    errors: int = 0
+    rss_mib: float | None = None
+    pss_mib: float | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- load generation (wrk + Lua)
+
+LUA = """
+local bodies = {}
+for line in io.lines("%s") do bodies[#bodies + 1] = line end
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i %% #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
+"""
+
+
+def lua_script(workdir: Path) -> Path:
+    bodies = workdir / "bodies.jsonl"
+    bodies.write_text("".join(json.dumps({"input": s}) + "\n" for s in sentences()))
+    script = workdir / "post.lua"
+    script.write_text(LUA % bodies)
+    return script
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def wrk(
+    url: str, concurrency: int, duration_s: int, script: Path
+) -> tuple[float, float, float, int]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{duration_s}s", "--timeout", "30s", "--latency",
+         "-s", str(script), url],
+        capture_output=True, text=True, check=True, timeout=duration_s + 60,
+    ).stdout  # fmt: skip
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(bad.group(1)) if bad else 0) + (sum(map(int, sock.groups())) if sock else 0)
+    return rps, p50, p99, errors
+
+
+def tree_memory(pids: set[int]) -> tuple[float, float]:
+    """RSS and PSS (MiB) summed over processes; PSS splits shared pages fairly between them."""
+    rss = pss = 0
+    for pid in pids:
+        try:
+            info = psutil.Process(pid).memory_full_info()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        rss += info.rss
+        pss += info.pss
+    return rss / 2**20, pss / 2**20
+
+
+def process_tree(root: int) -> set[int]:
+    proc = psutil.Process(root)
+    return {root, *(c.pid for c in proc.children(recursive=True))}
+
+
+# ---------------------------------------------------------------- setups
+
+
+def bench_bare(threads: int) -> list[Result]:
+    """In-process batched inference on `threads` torch threads: the ceiling for any server."""
+    import torch
+
+    from services.embedder.model import load_encoder
+
+    torch.set_num_threads(threads)
+    texts = sentences()[:256]
+    out = []
+    for version in ("v1", "v2"):
+        encoder = load_encoder(version, "cpu", threads)  # type: ignore[arg-type]
+        for batch, bucket in ((1, 0), (32, 0), (32, 16), (32, 8)):
+            if batch == 1 and version == "v2":
+                continue
+            encoder.encode(texts[:batch], bucket)  # warm-up
+            n = 64 if batch == 1 else 256
+            start = time.perf_counter()
+            for i in range(0, n, batch):
+                encoder.encode(texts[i : i + batch], bucket)
+            rate = n / (time.perf_counter() - start)
+            name = f"bare {version} batch {batch}" + (f" bucket {bucket}" if bucket else "")
+            out.append(Result(name, None, rate, notes={"threads": threads}))
+            console.print(f"  {name}: {rate:.1f} sentences/s")
+    return out
+
+
+@dataclass
+class ServeVariant:
+    name: str
+    replicas: int = 2
+    threads: int = 1
+    max_ongoing: int = 64
+    bucket: int = 16
+    max_batch: int = 32
+    wait_s: float = 0.005
+    version: str = "v1"
+    env: dict[str, str] = field(default_factory=dict)
+
+
+SERVE_VARIANTS = {
+    v.name: v
+    for v in (
+        ServeVariant("serve"),  # services/embedder/serve.yaml as shipped
+        ServeVariant("serve-v2", version="v2"),
+        ServeVariant("serve-nobucket", bucket=0),
+        ServeVariant("serve-mor5", max_ongoing=5),  # Serve's default max_ongoing_requests
+        ServeVariant("serve-1x2", replicas=1, threads=2),
+        ServeVariant("serve-wait20", wait_s=0.02),
+    )
+}
+
+
+def bench_serve(v: ServeVariant, duration_s: int, script: Path, workdir: Path) -> list[Result]:
+    ray = start_ray(num_cpus=2)
+    try:
+        (port,) = free_ports(1)
+        app = app_from_serve_yaml(
+            "embedder",
+            name="embedder",
+            route_prefix="/",
+            args={"version": v.version, "num_threads": v.threads},
+            deployment={
+                "num_replicas": v.replicas,
+                "max_ongoing_requests": v.max_ongoing,
+                "ray_actor_options": {"num_cpus": v.threads},
+                "user_config": {
+                    "batching": {"max_batch_size": v.max_batch, "batch_wait_timeout_s": v.wait_s},
+                    "bucket_size": v.bucket,
+                },
+            },
+        )
+        serve_run(ray.address, [app], port, ray.temp_dir, timeout_s=300)
+        wait_ready(f"http://127.0.0.1:{port}/ready", 600)
+        url = f"http://127.0.0.1:{port}/v1/embeddings"
+        wrk(url, 8, 5, script)  # warm-up
+        results = []
+        for conc in (8, 32):
+            rps, p50, p99, errors = wrk(url, conc, duration_s, script)
+            results.append(Result(v.name, conc, rps, p50, p99, errors, notes=asdict(v)))
+        rss, pss = tree_memory(ray.pids())
+        for r in results:
+            r.rss_mib, r.pss_mib = rss, pss
+        batch = batch_mean(ray.metrics_port)
+        for r in results:
+            r.notes["mean_batch"] = batch
+        return results
+    finally:
+        ray.stop()
+
+
+def batch_mean(metrics_port: int) -> float | None:
+    from tests.services.promtext import total
+
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text
+    count = total(text, "ray_gantry_batch_size_count")
+    return total(text, "ray_gantry_batch_size_sum") / count if count else None
+
+
+def bench_naive(workers: int, duration_s: int, script: Path) -> list[Result]:
+    (port,) = free_ports(1)
+    env = {**os.environ, **LOOPBACK_ENV, "NAIVE_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "tests.benchmarks.naive_embedder:app", "--host",
+         "127.0.0.1", "--port", str(port), "--workers", str(workers), "--log-level", "warning"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/docs", 300)
+        url = f"http://127.0.0.1:{port}/v1/embeddings"
+        wrk(url, 8, 5, script)
+        results = []
+        for conc in (8, 32):
+            rps, p50, p99, errors = wrk(url, conc, duration_s, script)
+            notes = {"workers": workers, "threads": 1}
+            results.append(Result(f"naive-{workers}", conc, rps, p50, p99, errors, notes=notes))
+        rss, pss = tree_memory(process_tree(proc.pid))
+        for r in results:
+            r.rss_mib, r.pss_mib = rss, pss
+        return results
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+# ---------------------------------------------------------------- report
+
+
+def show(results: list[Result]) -> None:
+    table = Table(title="services benchmark (req/s = sentences/s: one sentence per request)")
+    for col in ("setup", "c", "req/s", "p50 ms", "p99 ms", "errors", "RSS MiB", "PSS MiB", "batch"):
+        table.add_column(col, justify="right" if col != "setup" else "left")
+    for r in results:
+        fmt = lambda x, p=0: "-" if x is None else f"{x:.{p}f}"  # noqa: E731
+        table.add_row(
+            r.setup, fmt(r.concurrency), fmt(r.rps, 1), fmt(r.p50_ms), fmt(r.p99_ms),
+            str(r.errors), fmt(r.rss_mib), fmt(r.pss_mib), fmt(r.notes.get("mean_batch"), 1),
+        )  # fmt: skip
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Gantry services benchmark")
+    parser.add_argument("--duration", type=int, default=20, help="seconds per wrk run")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--only",
+        default="bare," + ",".join(SERVE_VARIANTS) + ",naive-1,naive-2",
+        help="comma-separated setups: bare, " + ", ".join(SERVE_VARIANTS) + ", naive-1, naive-2",
+    )
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk not found: apt-get install -y wrk")
+    setups = args.only.split(",")
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="gbench-") as tmp:
+        script = lua_script(Path(tmp))
+        for rep in range(args.repeat):
+            for setup in setups:
+                console.rule(f"[bold]{setup}[/] (run {rep + 1}/{args.repeat})")
+                if setup == "bare":
+                    batch = bench_bare(threads=psutil.cpu_count() or 2)
+                elif setup in SERVE_VARIANTS:
+                    batch = bench_serve(SERVE_VARIANTS[setup], args.duration, script, Path(tmp))
+                elif setup.startswith("naive-"):
+                    batch = bench_naive(int(setup.split("-")[1]), args.duration, script)
+                else:
+                    sys.exit(f"unknown setup {setup!r}")
+                for r in batch:
+                    r.notes["run"] = rep + 1
+                results.extend(batch)
+                show(batch)
+    show(results)
+    out = REPO / ".gantry" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"services-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(json.dumps([asdict(r) for r in results], indent=2))
+    console.print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()

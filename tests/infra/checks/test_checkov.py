@@ -1,0 +1,58 @@
+"""checkov's Kubernetes checks over the rendered platform objects: zero failures beyond the
+justified skip list. checkov runs from its own venv (`make checkov-venv`, part of `make test`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.checks import CheckovUnavailable, checkov_binary, load_skip_list, run_checkov
+
+try:
+    checkov_binary()
+    HAVE_CHECKOV = True
+except CheckovUnavailable:
+    HAVE_CHECKOV = False
+needs_checkov = pytest.mark.skipif(not HAVE_CHECKOV, reason="run `make checkov-venv`")
+
+# A pod checkov must flag (CKV_K8S_16: privileged container): proves failures are reported.
+BAD_POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "bad", "namespace": "team"},
+    "spec": {
+        "containers": [{"name": "c", "image": "busybox", "securityContext": {"privileged": True}}]
+    },
+}
+
+
+@pytest.fixture
+def checkov_run(rendered: Callable[[str], Path], tmp_path: Path) -> tuple[list[str], Path]:
+    """One checkov run (its start-up dominates) over both stacks' platform objects + BAD_POD."""
+    bad = tmp_path / "known-bad"
+    bad.mkdir()
+    (bad / "pod.yaml").write_text(yaml.safe_dump(BAD_POD))
+    dirs = [rendered(stack) / "platform" for stack in ("sandbox", "eks")]
+    return run_checkov(*dirs, bad), bad
+
+
+def test_skip_list_entries_are_justified(tmp_path: Path) -> None:
+    skips = load_skip_list()
+    assert all(why for why in skips.values())
+    bad = tmp_path / "skip.yaml"
+    bad.write_text("CKV_K8S_1: ''\n")
+    with pytest.raises(ValueError, match="justification"):
+        load_skip_list(bad)
+
+
+@needs_checkov
+def test_rendered_platform_passes_checkov_and_bad_objects_fail(
+    checkov_run: tuple[list[str], Path],
+) -> None:
+    problems, _ = checkov_run
+    flagged = [p for p in problems if "pod.yaml" in p]
+    assert any(p.startswith("CKV_K8S_16 ") for p in flagged), problems
+    assert [p for p in problems if p not in flagged] == []

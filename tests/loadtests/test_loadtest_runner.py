@@ -1,0 +1,121 @@
+"""The runner end to end against a stand-in target: Locust in its own process, the report
+files, and a clear verdict (never a hang) when the target is dead, starts failing or hangs."""
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fake_target import FakeTarget
+
+from loadtests.observers import NullObserver
+from loadtests.runner import Target, TargetError, run
+from loadtests.scenario import Scenario, parse_scenario
+
+
+def scenario(**extra: object) -> Scenario:
+    raw = {
+        "name": "t",
+        "service": "embedder",
+        "target": "http://127.0.0.1:1",
+        "shape": {
+            "type": "step",
+            "start_users": 1,
+            "step_users": 3,
+            "step_at_s": 2,
+            "duration_s": 6,
+        },
+        "expectations": {"failed_requests": 0},
+        **extra,
+    }
+    return parse_scenario(raw)
+
+
+@pytest.fixture
+def target() -> Iterator[FakeTarget]:
+    t = FakeTarget()
+    yield t
+    t.close()
+
+
+def test_a_healthy_run_writes_the_whole_report(tmp_path: Path, target: FakeTarget) -> None:
+    summary = run(scenario(), Target(host=target.url, observer=NullObserver("test")), tmp_path)
+    assert summary.passed, summary
+    assert summary.aborted is None
+    assert summary.failures == 0 and summary.requests > 20
+    assert target.requests >= summary.requests  # every counted request reached the target
+    for name in (
+        "locust.html",
+        "locust_stats.csv",
+        "summary.json",
+        "timeline.png",
+        "timeline.jsonl",
+    ):
+        assert (tmp_path / name).stat().st_size > 0, name
+    rows = [json.loads(x) for x in (tmp_path / "timeline.jsonl").read_text().splitlines()]
+    users = [r["users"] for r in rows if r["users"] is not None]
+    assert users[0] == 1 and max(users) == 3  # the step happened
+    assert any(r["p95_ms"] for r in rows)
+    assert json.loads((tmp_path / "summary.json").read_text())["checks"][0]["passed"] is True
+
+
+def test_a_dead_target_ends_before_any_load(tmp_path: Path) -> None:
+    with pytest.raises(TargetError, match="not answering"):
+        run(scenario(), Target(host="http://127.0.0.1:9", observer=NullObserver("test")), tmp_path)
+    assert not (tmp_path / "run.json").exists()
+
+
+def test_a_target_failing_mid_run_stops_the_run_with_a_verdict(tmp_path: Path) -> None:
+    fake = FakeTarget(mode="fail_after", after_s=3)
+    try:
+        scn = scenario(shape={"type": "soak", "users": 2, "duration_s": 60},
+                       abort={"window_s": 3, "fail_ratio": 0.5})  # fmt: skip
+        began = time.time()
+        summary = run(scn, Target(host=fake.url, observer=NullObserver("test")), tmp_path)
+    finally:
+        fake.close()
+    assert time.time() - began < 30  # far from the 60 s the shape asked for
+    assert not summary.passed
+    assert summary.aborted is not None and summary.aborted.startswith("target failing")
+    assert summary.failures > 0
+    assert summary.checks[0].passed is False
+
+
+def test_a_target_that_hangs_mid_run_stops_the_run(tmp_path: Path) -> None:
+    fake = FakeTarget(mode="hang_after", after_s=3)
+    try:
+        scn = scenario(shape={"type": "soak", "users": 2, "duration_s": 60}, abort={"stall_s": 4})
+        began = time.time()
+        summary = run(scn, Target(host=fake.url, observer=NullObserver("test")), tmp_path)
+    finally:
+        fake.close()
+    assert time.time() - began < 30
+    assert summary.aborted is not None and "not answering" in summary.aborted
+
+
+def test_the_locust_process_imports_neither_ray_nor_httpx(tmp_path: Path) -> None:
+    """gevent must patch before anything imports ssl-using clients: the Locust process may load
+    only what locustfile.py imports, and none of that may pull ray or httpx in."""
+    import subprocess
+    import sys
+
+    spec = tmp_path / "run.json"
+    scn = scenario()
+    spec.write_text(
+        json.dumps({"scenario": scn.model_dump(), "host": "http://127.0.0.1:9", "out_dir": "."})
+    )
+    code = (
+        "import sys, runpy; runpy.run_path('loadtests/locustfile.py'); "
+        "bad = sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'httpx', 'kubernetes'}); "
+        "print('BAD', bad); sys.exit(1 if bad else 0)"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"GANTRY_LOADTEST_RUN": str(spec), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
