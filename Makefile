@@ -40,9 +40,10 @@ os-deps: ## install the OS packages make needs (Debian/Ubuntu: python3.X-venv)
 	$(SUDO) apt-get update -q
 	$(SUDO) apt-get install -y -q python$(PYVER)-venv
 
-lint: venv ## ruff check + ruff format --check
+lint: venv ## ruff check + ruff format --check + mypy (infra, services, loadtests)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: venv ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

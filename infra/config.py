@@ -228,6 +228,8 @@ class SandboxSettings(_Model):
 # --- Platform layer (infra/addons): add-on switches and team tenancy from platform/teams.yaml ---
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Alert rules: PrometheusRules on a cluster; the sandbox's Prometheus loads the same files.
+RULES_DIR = REPO_ROOT / "platform" / "observability" / "rules"
 # Namespaces the platform layer owns; a team may not take one of these names.
 RESERVED_NAMESPACES = frozenset(
     {

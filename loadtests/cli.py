@@ -34,6 +34,13 @@ def loadtest(
         Path | None,
         typer.Option("--out", help="Folder for the run's report (default .gantry/loadtests/)."),
     ] = None,
+    stack_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--stack-file",
+            help="The stack file the sandbox was started with (for the rollout's canary policy).",
+        ),
+    ] = None,
     state_dir: Annotated[
         Path | None,
         typer.Option(
@@ -52,7 +59,7 @@ def loadtest(
     root = project_dir()
     try:
         scn = load_scenario(scenario)
-        tgt = resolve_target(scn, target, state_dir or root / DEFAULT_STATE_DIR)
+        tgt = resolve_target(scn, target, state_dir or root / DEFAULT_STATE_DIR, stack_file)
     except (ScenarioError, TargetError) as err:
         fail(str(err))
     folder = out or root / ".gantry" / "loadtests" / f"{scn.name}-{time.strftime('%Y%m%d-%H%M%S')}"

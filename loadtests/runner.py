@@ -305,7 +305,9 @@ def _finish(run: _Run) -> Summary:
     return summary
 
 
-def resolve_target(scenario: Scenario, cli_target: str | None, state_dir: Path) -> Target:
+def resolve_target(
+    scenario: Scenario, cli_target: str | None, state_dir: Path, stack_file: Path | None = None
+) -> Target:
     """The URL to load and the observer that matches it (sandbox, Kubernetes, or none)."""
     sandbox = _sandbox_state(state_dir)
     url = cli_target or scenario.target
@@ -314,11 +316,14 @@ def resolve_target(scenario: Scenario, cli_target: str | None, state_dir: Path) 
     if sandbox is not None and (url == SANDBOX or _same_origin(url, sandbox.urls["serve"])):
         if scenario.service not in sandbox.routes:
             raise TargetError(f"the sandbox does not run {scenario.service!r}")
-        gantry = [sys.executable, "-c", "from infra.cli import main; main()"]
+        rollout = [sys.executable, "-c", "from infra.cli import main; main()", "rollout",
+                   scenario.service, "--state-dir", str(state_dir)]  # fmt: skip
+        if stack_file is not None:
+            rollout += ["--stack-file", str(stack_file)]
         return Target(
             host=sandbox.routes[scenario.service].rstrip("/"),
             observer=SandboxObserver(sandbox, scenario.service, state_dir),
-            rollout_cmd=[*gantry, "rollout", scenario.service, "--state-dir", str(state_dir)],
+            rollout_cmd=rollout,
         )
     return Target(host=url.rstrip("/"), observer=_cluster_observer(scenario))
 

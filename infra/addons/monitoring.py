@@ -18,7 +18,7 @@ import yaml
 
 from infra.addons.namespaces import namespace
 from infra.addons.release import helm_release
-from infra.addons.values import PLATFORM_DIR
+from infra.addons.values import PLATFORM_DIR, RULES_DIR
 from infra.cluster.pools import POOL_KIND_LABEL, POOL_LABEL
 
 MONITORING_NAMESPACE = "monitoring"
@@ -31,7 +31,6 @@ PROMETHEUS_URL = (
 # Grafana's dashboard sidecar loads ConfigMaps with this label (values.yaml, grafana.sidecar).
 DASHBOARD_LABEL = {"grafana_dashboard": "1"}
 DASHBOARDS_DIR = PLATFORM_DIR / "observability" / "dashboards"
-RULES_DIR = PLATFORM_DIR / "observability" / "rules"
 # Endpoint settings for a PodMonitor/ServiceMonitor scraping a meshed pod (mTLS with the
 # certificates Prometheus' sidecar writes to /etc/prom-certs, mounted in values.yaml).
 MESH_SCRAPE: dict[str, Any] = {
@@ -43,6 +42,22 @@ MESH_SCRAPE: dict[str, Any] = {
         # Istio certificates carry SPIFFE URIs, not DNS names.
         "insecureSkipVerify": True,
     },
+}
+
+
+# Istio's sidecars' own request metrics (istio_requests_total, istio_request_duration_*), which
+# Flagger's built-in request-success-rate/request-duration checks query. Envoy serves them on
+# its container port `http-envoy-prom` (15090), which the sidecar never captures, so plain
+# HTTP works under STRICT mTLS; the merged port 15020 is avoided because it would also re-export
+# the app's (Ray's) metrics that the services' ServiceMonitors already scrape (double counting).
+ENVOY_STATS_MONITOR: dict[str, Any] = {
+    # Every injected pod carries this label (set by the sidecar injector).
+    "selector": {"matchExpressions": [{"key": "security.istio.io/tlsMode", "operator": "Exists"}]},
+    "namespaceSelector": {"any": True},
+    "jobLabel": "envoy-stats",
+    "podMetricsEndpoints": [
+        {"port": "http-envoy-prom", "path": "/stats/prometheus", "interval": "15s"}
+    ],
 }
 
 
@@ -115,4 +130,13 @@ class Monitoring(pulumi.ComponentResource):
                 # The chart installs the PrometheusRule CRD.
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.stack]),
             )
+        k8s.apiextensions.CustomResource(
+            "envoy-stats",
+            api_version="monitoring.coreos.com/v1",
+            kind="PodMonitor",
+            metadata={"name": "envoy-stats", "namespace": MONITORING_NAMESPACE},
+            spec=ENVOY_STATS_MONITOR,
+            # The chart installs the PodMonitor CRD.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.stack]),
+        )
         self.register_outputs({"prometheus_url": PROMETHEUS_URL})

@@ -33,7 +33,9 @@ ISTIOD_XDS_PORT = 15012  # sidecars fetch config and certificates from istiod he
 # What a team may do in its own namespace. No secrets, no RBAC, nothing cluster-wide.
 _READ = ["get", "list", "watch"]
 _WRITE = ["get", "list", "watch", "create", "update", "patch", "delete"]
-TEAM_RULES: list[dict[str, Any]] = [
+RBAC_GROUP = "rbac.authorization.k8s.io"
+# What a team member may do in its own namespace (no secrets, no RBAC, no wildcards).
+TEAM_RULES: Any = [
     {"apiGroups": [""], "resources": ["pods", "pods/log", "events", "endpoints"], "verbs": _READ},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]},
     {"apiGroups": [""], "resources": ["services", "configmaps"], "verbs": _WRITE},
@@ -143,40 +145,36 @@ class TeamTenancy(pulumi.ComponentResource):
             opts=inner,
         )
         d = defaults
+        # Plain camelCase dicts (as the API spells them) rather than the SDK's TypedDicts.
+        limit_spec: Any = {
+            "limits": [
+                {
+                    "type": "Container",
+                    "defaultRequest": {
+                        "cpu": f"{d.cpu_request:g}",
+                        "memory": f"{d.memory_request_mib}Mi",
+                    },
+                    "default": {"cpu": f"{d.cpu_limit:g}", "memory": f"{d.memory_limit_mib}Mi"},
+                }
+            ]
+        }
         k8s.core.v1.LimitRange(
-            f"{name}-limits",
-            metadata=meta("container-defaults"),
-            spec={
-                "limits": [
-                    {
-                        "type": "Container",
-                        "defaultRequest": {
-                            "cpu": f"{d.cpu_request:g}",
-                            "memory": f"{d.memory_request_mib}Mi",
-                        },
-                        "default": {"cpu": f"{d.cpu_limit:g}", "memory": f"{d.memory_limit_mib}Mi"},
-                    }
-                ]
-            },
-            opts=inner,
+            f"{name}-limits", metadata=meta("container-defaults"), spec=limit_spec, opts=inner
         )
         role = k8s.rbac.v1.Role(
             f"{name}-role", metadata=meta("team-developer"), rules=TEAM_RULES, opts=inner
         )
+        role_ref: Any = {"apiGroup": RBAC_GROUP, "kind": "Role", "name": "team-developer"}
+        subjects: Any = [{"kind": "Group", "name": team.group, "apiGroup": RBAC_GROUP}]
         k8s.rbac.v1.RoleBinding(
             f"{name}-rolebinding",
             metadata=meta("team-developer"),
-            role_ref={
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": "team-developer",
-            },
-            subjects=[
-                {"kind": "Group", "name": team.group, "apiGroup": "rbac.authorization.k8s.io"}
-            ],
+            role_ref=role_ref,
+            subjects=subjects,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[role]),
         )
-        for policy, spec in network_policies(name).items():
+        policies: dict[str, Any] = network_policies(name)
+        for policy, spec in policies.items():
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-{policy}", metadata=meta(policy), spec=spec, opts=inner
             )

@@ -14,9 +14,10 @@ from typing import Any
 
 import yaml
 
-from infra.config import REPO_ROOT
+from infra.config import REPO_ROOT, RULES_DIR
 
 PLATFORM_DIR = REPO_ROOT / "platform"
+__all__ = ["PLATFORM_DIR", "RULES_DIR"]
 
 
 def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

@@ -27,9 +27,9 @@ from typing import Any
 from kubernetes.utils.quantity import parse_quantity
 
 from infra.cluster.pools import GPU_RESOURCE, PoolScheduling
+from infra.serving.manifests import SERVICE_LABEL
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
-SERVICE_LABEL = "gantry.dev/service"  # same label as infra/serving/manifests.py puts on pods
 _GIB = Decimal(1024**3)
 # Istio's injector reads the sidecar's requests from these pod annotations.
 _SIDECAR = {

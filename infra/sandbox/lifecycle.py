@@ -31,7 +31,6 @@ from infra.sandbox.serving import Routing, ServeApi, ServiceRouting, serve_docum
 from infra.sandbox.state import Paths, Proc, SandboxState
 from infra.serving.spec import ServiceSpec, load_services
 
-REPO = Path(__file__).resolve().parents[2]
 Step = Callable[[str], AbstractContextManager[None]]
 
 
@@ -185,7 +184,7 @@ def _up_locked(plan: Plan, paths: Paths, step: Step) -> SandboxState:
             shutil.rmtree(prom_dir, ignore_errors=True)
             prom_dir.mkdir()
             rules = prom_dir / "rules.yaml"
-            rules.write_text(yaml.safe_dump(prometheus.sandbox_rules(REPO), sort_keys=False))
+            rules.write_text(yaml.safe_dump(prometheus.sandbox_rules(), sort_keys=False))
             cfg_file = prom_dir / "prometheus.yml"
             cfg_file.write_text(
                 yaml.safe_dump(prometheus.config(temp_dir, s.scrape_interval_s, [rules]))

@@ -17,13 +17,13 @@ from typing import Any
 import httpx
 import yaml
 
+from infra.config import RULES_DIR
 from infra.sandbox.raycluster import LOOPBACK
 
 INSTALL_HINT = "install it: sudo apt-get install -y prometheus   (or put a `prometheus` on PATH)"
 DISCOVERY_FILE = "prom_metrics_service_discovery.json"
 
 # Alert rules shared with the cluster; only those over metrics the sandbox has (Ray's) load.
-RULE_DIRS = ("platform/prometheus/rules", "platform/rules")
 _PROMQL_WORDS = {
     "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
     "bool", "offset", "le", "inf", "nan",
@@ -61,21 +61,20 @@ def _metric_names(expr: str) -> set[str]:
     return names
 
 
-def sandbox_rules(repo: Path) -> dict[str, Any]:
+def sandbox_rules(rules_dir: Path = RULES_DIR) -> dict[str, Any]:
     """The cluster's alert rules whose every metric Ray exports (`ray_*`), as one rules file."""
     groups = []
-    for folder in RULE_DIRS:
-        for path in sorted((repo / folder).glob("*.y*ml")):
-            doc = yaml.safe_load(path.read_text()) or {}
-            # Plain Prometheus rule files or PrometheusRule objects (spec.groups).
-            for group in (doc.get("spec") or doc).get("groups") or []:
-                rules = [
-                    r
-                    for r in group.get("rules") or []
-                    if all(n.startswith("ray_") for n in _metric_names(str(r.get("expr", ""))))
-                ]
-                if rules:
-                    groups.append({**group, "rules": rules})
+    for path in sorted(rules_dir.glob("*.y*ml")):
+        doc = yaml.safe_load(path.read_text()) or {}
+        # Plain Prometheus rule files or PrometheusRule objects (spec.groups).
+        for group in (doc.get("spec") or doc).get("groups") or []:
+            rules = [
+                r
+                for r in group.get("rules") or []
+                if all(n.startswith("ray_") for n in _metric_names(str(r.get("expr", ""))))
+            ]
+            if rules:
+                groups.append({**group, "rules": rules})
     return {"groups": groups}
 
 

@@ -4,7 +4,8 @@
 (services/<name>/service.yaml, the block the cluster's Flagger Canary is rendered from):
 
 1. deploy the canary version as its own Serve application at weight 0 and wait for it;
-2. pre-rollout smoke webhook: one real request straight to the canary must answer 2xx;
+2. pre-rollout smoke webhook: one real request straight to the canary must answer 2xx; then
+   wait until Prometheus scrapes the canary's replicas (a new pool node's exporter is slow);
 3. every `interval`: run each metric check with PromQL (no data fails), while the load webhook
    sends traffic straight to the canary; a pass moves the router's weight up by `stepWeight`
    (after `maxWeight` passes: promote), a failure counts, and `threshold` failures roll back;
@@ -187,6 +188,7 @@ class Driver:
             self.log("canary_ready", app=app_name(name, to))
             if not self._smoke(to):
                 return self._rollback("smoke webhook failed")
+            self._wait_scraped(to)
             return self._analyse(to)
         except (KeyboardInterrupt, Aborted):
             self.log("aborted", reason="interrupted (Ctrl-C/SIGTERM)")
@@ -224,6 +226,20 @@ class Driver:
             ok, detail = False, repr(err)
         self.log("smoke", passed=ok, detail=detail)
         return ok
+
+    def _wait_scraped(self, version: str) -> None:
+        """Until Prometheus scrapes the canary's replicas: a new pool node's metrics exporter
+        can take a while to appear, and checks before that would fail for no fault of the
+        canary's."""
+        app = app_name(self.spec.name, version)
+        query = f'count(ray_serve_replica_processing_queries{{application="{app}"}})'
+        deadline = time.monotonic() + self.plan.settings.ready_timeout_s
+        while time.monotonic() < deadline:
+            if self.prom.scalar(query):
+                self.log("metrics_visible", app=app)
+                return
+            time.sleep(1)
+        raise SandboxError(f"Prometheus never saw {app}'s replicas; checks would have no data")
 
     def _analyse(self, version: str) -> str:
         canary = self.spec.canary

@@ -78,4 +78,5 @@ class Router:
 
 def app(args: dict) -> serve.Application:
     """Serve app builder (`import_path: infra.sandbox.router:app`); args: {service: name}."""
-    return Router.bind(args["service"])
+    # serve.deployment wraps the class at import; mypy sees only the plain class.
+    return Router.bind(args["service"])  # type: ignore[attr-defined]

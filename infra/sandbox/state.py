@@ -36,7 +36,7 @@ class SandboxState(BaseModel):
     state_dir: str
     ray_temp_dir: str
     gcs_address: str
-    ports: dict[str, int]  # gcs, dashboard, serve, prometheus, ray_client, metrics, agent
+    ports: dict[str, int]  # gcs, dashboard, serve, prometheus, ray_client, metrics, agent, ...
     urls: dict[str, str]  # serve, dashboard, prometheus, serve_api, nodes_api
     routes: dict[str, str]  # service -> URL prefix of its router
     procs: list[Proc]

@@ -44,7 +44,12 @@ from services.common.replica import ModelReplica
 SERVICE = "classifier"
 PREDICT_PATH = f"/v1/models/{SERVICE}:predict"
 
-Feature = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+# Bounded: the tree model (v2) casts to float32, where larger values overflow to inf and fail
+# inside scikit-learn; any real measurement in cm is far inside this range.
+FEATURE_LIMIT = 1e9
+Feature = Annotated[
+    float, Field(strict=True, allow_inf_nan=False, ge=-FEATURE_LIMIT, le=FEATURE_LIMIT)
+]
 
 
 class ClassifierArgs(BaseModel):

@@ -114,6 +114,10 @@ class Result:
     errors: int = 0
     rss_mib: float | None = None
     pss_mib: float | None = None
+    # CPU (user+system, all processes of the setup) per request, ms·core. Unlike req/s this barely
+    # moves when other jobs share the cores, so ratios of it are the robust comparison here.
+    cpu_ms: float | None = None
+    proxy_cpu_ms: float | None = None  # Ray's HTTP proxy's share of cpu_ms
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -159,7 +163,8 @@ def wrk(
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = (int(bad.group(1)) if bad else 0) + (sum(map(int, sock.groups())) if sock else 0)
-    return rps, p50, p99, errors
+    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return rps, p50, p99, errors, done
 
 
 def tree_memory(pids: set[int]) -> tuple[float, float]:
@@ -173,6 +178,33 @@ def tree_memory(pids: set[int]) -> tuple[float, float]:
         rss += info.rss
         pss += info.pss
     return rss / 2**20, pss / 2**20
+
+
+def cpu_seconds(pids: set[int], match: str = "") -> float:
+    """User+system CPU seconds so far of the processes (optionally only those whose command line
+    contains `match`)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            if match and match not in " ".join(proc.cmdline()):
+                continue
+            t = proc.cpu_times()
+            total += t.user + t.system
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return total
+
+
+def measure(url: str, conc: int, duration_s: int, script: Path, pids: set[int]) -> Result:
+    """One wrk run, with the CPU the serving processes spent on it."""
+    cpu0, proxy0 = cpu_seconds(pids), cpu_seconds(pids, "ProxyActor")
+    rps, p50, p99, errors, done = wrk(url, conc, duration_s, script)
+    cpu1, proxy1 = cpu_seconds(pids), cpu_seconds(pids, "ProxyActor")
+    result = Result("", conc, rps, p50, p99, errors)
+    result.cpu_ms = (cpu1 - cpu0) * 1000 / max(done, 1)
+    result.proxy_cpu_ms = (proxy1 - proxy0) * 1000 / max(done, 1) if proxy1 else None
+    return result
 
 
 def process_tree(root: int) -> set[int]:
@@ -194,18 +226,19 @@ def bench_bare(threads: int) -> list[Result]:
     out = []
     for version in ("v1", "v2"):
         encoder = load_encoder(version, "cpu", threads)  # type: ignore[arg-type]
-        for batch, bucket in ((1, 0), (32, 0), (32, 16), (32, 8)):
+        for batch, bucket in ((1, 0), (32, 0), (32, 16)):
             if batch == 1 and version == "v2":
                 continue
             encoder.encode(texts[:batch], bucket)  # warm-up
-            n = 64 if batch == 1 else 256
-            start = time.perf_counter()
+            n = 32 if batch == 1 else 128
+            start, cpu = time.perf_counter(), time.process_time()
             for i in range(0, n, batch):
                 encoder.encode(texts[i : i + batch], bucket)
             rate = n / (time.perf_counter() - start)
+            cpu_ms = (time.process_time() - cpu) * 1000 / n
             name = f"bare {version} batch {batch}" + (f" bucket {bucket}" if bucket else "")
-            out.append(Result(name, None, rate, notes={"threads": threads}))
-            console.print(f"  {name}: {rate:.1f} sentences/s")
+            out.append(Result(name, None, rate, cpu_ms=cpu_ms, notes={"threads": threads}))
+            console.print(f"  {name}: {rate:.1f} sentences/s, {cpu_ms:.1f} ms·core/sentence")
     return out
 
 
@@ -236,7 +269,7 @@ SERVE_VARIANTS = {
 
 
 def bench_serve(v: ServeVariant, duration_s: int, script: Path, workdir: Path) -> list[Result]:
-    ray = start_ray(num_cpus=2)
+    ray = start_ray(num_cpus=2, attempts=5)
     try:
         (port,) = free_ports(1)
         app = app_from_serve_yaml(
@@ -260,8 +293,9 @@ def bench_serve(v: ServeVariant, duration_s: int, script: Path, workdir: Path) -
         wrk(url, 8, 5, script)  # warm-up
         results = []
         for conc in (8, 32):
-            rps, p50, p99, errors = wrk(url, conc, duration_s, script)
-            results.append(Result(v.name, conc, rps, p50, p99, errors, notes=asdict(v)))
+            r = measure(url, conc, duration_s, script, ray.pids())
+            r.setup, r.notes = v.name, asdict(v)
+            results.append(r)
         rss, pss = tree_memory(ray.pids())
         for r in results:
             r.rss_mib, r.pss_mib = rss, pss
@@ -295,9 +329,9 @@ def bench_naive(workers: int, duration_s: int, script: Path) -> list[Result]:
         wrk(url, 8, 5, script)
         results = []
         for conc in (8, 32):
-            rps, p50, p99, errors = wrk(url, conc, duration_s, script)
-            notes = {"workers": workers, "threads": 1}
-            results.append(Result(f"naive-{workers}", conc, rps, p50, p99, errors, notes=notes))
+            r = measure(url, conc, duration_s, script, process_tree(proc.pid))
+            r.setup, r.notes = f"naive-{workers}", {"workers": workers, "threads": 1}
+            results.append(r)
         rss, pss = tree_memory(process_tree(proc.pid))
         for r in results:
             r.rss_mib, r.pss_mib = rss, pss
@@ -312,15 +346,27 @@ def bench_naive(workers: int, duration_s: int, script: Path) -> list[Result]:
 
 def show(results: list[Result]) -> None:
     table = Table(title="services benchmark (req/s = sentences/s: one sentence per request)")
-    for col in ("setup", "c", "req/s", "p50 ms", "p99 ms", "errors", "RSS MiB", "PSS MiB", "batch"):
+    cols = ("setup", "c", "req/s", "p50 ms", "p99 ms", "err", "CPU ms/req", "proxy ms/req")
+    for col in (*cols, "RSS MiB", "PSS MiB", "batch"):
         table.add_column(col, justify="right" if col != "setup" else "left")
     for r in results:
         fmt = lambda x, p=0: "-" if x is None else f"{x:.{p}f}"  # noqa: E731
         table.add_row(
             r.setup, fmt(r.concurrency), fmt(r.rps, 1), fmt(r.p50_ms), fmt(r.p99_ms),
-            str(r.errors), fmt(r.rss_mib), fmt(r.pss_mib), fmt(r.notes.get("mean_batch"), 1),
+            str(r.errors), fmt(r.cpu_ms, 1), fmt(r.proxy_cpu_ms, 1), fmt(r.rss_mib), fmt(r.pss_mib),
+            fmt(r.notes.get("mean_batch"), 1),
         )  # fmt: skip
     console.print(table)
+
+
+def run_setup(setup: str, duration_s: int, script: Path, workdir: Path) -> list[Result]:
+    if setup == "bare":
+        return bench_bare(threads=psutil.cpu_count() or 2)
+    if setup in SERVE_VARIANTS:
+        return bench_serve(SERVE_VARIANTS[setup], duration_s, script, workdir)
+    if setup.startswith("naive-"):
+        return bench_naive(int(setup.split("-")[1]), duration_s, script)
+    raise ValueError(f"unknown setup {setup!r}")
 
 
 def main() -> None:
@@ -342,14 +388,11 @@ def main() -> None:
         for rep in range(args.repeat):
             for setup in setups:
                 console.rule(f"[bold]{setup}[/] (run {rep + 1}/{args.repeat})")
-                if setup == "bare":
-                    batch = bench_bare(threads=psutil.cpu_count() or 2)
-                elif setup in SERVE_VARIANTS:
-                    batch = bench_serve(SERVE_VARIANTS[setup], args.duration, script, Path(tmp))
-                elif setup.startswith("naive-"):
-                    batch = bench_naive(int(setup.split("-")[1]), args.duration, script)
-                else:
-                    sys.exit(f"unknown setup {setup!r}")
+                try:
+                    batch = run_setup(setup, args.duration, script, Path(tmp))
+                except Exception as exc:  # a failed setup (e.g. Ray start timeout) is reported
+                    console.print(f"[red]{setup} failed: {exc!r:.300}")
+                    batch = [Result(setup, None, 0.0, notes={"failed": repr(exc)[:300]})]
                 for r in batch:
                     r.notes["run"] = rep + 1
                 results.extend(batch)

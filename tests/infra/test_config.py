@@ -60,7 +60,7 @@ def _no_pools(raw: Raw) -> None:
 # (mutation, the key the message must name, a word the message must contain)
 BAD_CONFIGS: dict[str, tuple[Callable[[Raw], None], str, str]] = {
     "unknown provider": (_set("cluster.provider", "gke"), "gantry:cluster.provider", "kind"),
-    "min > max": (_set("pools.1.min_size", 3), "gantry:pools[1].min_size", "> max_size 2"),
+    "min > max": (_set("pools.1.min_size", 4), "gantry:pools[1].min_size", "> max_size 3"),
     "duplicate pool": (_dup_pool, "gantry:pools[2].name", "duplicate"),
     "gpu pool without gpus": (
         _set("pools.1.gpus_per_node", 0),

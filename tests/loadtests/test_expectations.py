@@ -151,3 +151,16 @@ def test_a_recorded_sandbox_step_run() -> None:
     assert (p95.measured, p95.passed) == (49, True)
     assert max(s.desired or 0 for s in RECORDED_STEP) == 2
     assert {s.nodes["gpu"] for s in RECORDED_STEP if s.nodes} == {1, 2}
+
+
+def test_a_recorded_sandbox_rollout() -> None:
+    """Recorded by `gantry loadtest rollout`: v2 canaried 25 -> 50 -> 100 % and promoted."""
+    samples = read_timeline(Path(__file__).with_name("data") / "rollout_timeline.jsonl")
+    exp = Expectations(rollout="promoted", failed_requests=0)
+    checks = by_name(evaluate(exp, samples, failures=0))
+    assert (checks["rollout"].measured, checks["rollout"].passed) == ("promoted", True)
+    wrong = evaluate(Expectations(rollout="rolled_back"), samples, failures=0)[0]
+    assert (wrong.measured, wrong.passed) == ("promoted", False)
+    canary_weights = [s.weights["v2"] for s in samples if s.weights and "v2" in s.weights]
+    assert sorted(set(canary_weights)) == [0.0, 25.0, 50.0, 100.0]
+    assert samples[-1].replicas == {"v2": 1}  # v1 removed after the promotion

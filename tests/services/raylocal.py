@@ -77,8 +77,8 @@ class LocalRay:
         except psutil.NoSuchProcess:
             return set()
 
-    def listeners(self) -> list[tuple[str, int]]:
-        """(address, port) of every TCP listener owned by this Ray's processes, from `ss -ltnp`."""
+    def listeners(self) -> list[tuple[str, int, str]]:
+        """(address, port, process name) of every TCP listener of this Ray's processes (ss)."""
         pids = self.pids()
         out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
         found = []
@@ -87,7 +87,8 @@ class LocalRay:
             if len(cols) < 6 or not any(f"pid={p}," in cols[5] for p in pids):
                 continue
             host, _, port = cols[3].rpartition(":")
-            found.append((host.strip("[]"), int(port)))
+            name = cols[5].split('"')[1] if '"' in cols[5] else ""
+            found.append((host.strip("[]"), int(port), name))
         return found
 
     def stop(self) -> None:

@@ -41,6 +41,13 @@ BAD_REQUESTS = [
     ("string feature", b'{"instances": [[1, 2, "3", 4]]}', 422, "instances[0][2]"),
     ("NaN feature", b'{"instances": [[1, 2, NaN, 4]]}', 422, "instances[0][2]"),
     ("huge number", b'{"instances": [[1, 2, 1e999, 4]]}', 422, "instances[0][2]"),
+    # Finite in JSON but beyond float32, which the v2 tree model casts to (found by schemathesis).
+    (
+        "out of range",
+        b'{"instances": [[1, 2, -1.7976931348623157e308, 4]]}',
+        422,
+        "instances[0][2]",
+    ),
     ("too many rows", b'{"instances": [' + b",".join([b"[1,2,3,4]"] * 257) + b"]}", 422, "257"),
     ("missing instances", b'{"inputs": [[1, 2, 3, 4]]}', 422, "instances: field required"),
     ("invalid JSON", b"{instances", 400, "not valid JSON"),

@@ -46,9 +46,10 @@ def test_fault_injection_applies_live_and_reverts(stack: ServeStack) -> None:
     finally:
         stack.redeploy(session_apps())
     assert wait_status(stack, 200).json() == {"predictions": [0]}
-    text = stack.metrics()
-    assert samples(
-        text, "ray_gantry_requests_total", service="classifier", outcome="server_error", code="500"
-    ), "injected 500s are not counted as server errors"
+    server_errors = {"service": "classifier", "outcome": "server_error", "code": "500"}
+    deadline = time.monotonic() + 90  # Ray's metrics agent exports every few seconds
+    while not samples(text := stack.metrics(), "ray_gantry_requests_total", **server_errors):
+        assert time.monotonic() < deadline, "injected 500s are not counted as server errors"
+        time.sleep(3)
     after = {s.labels["replica"] for s in samples(text, "ray_gantry_model_ready")}
     assert replica <= after and len(after & replica) == len(replica), "replica was replaced"

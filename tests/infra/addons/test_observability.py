@@ -74,3 +74,19 @@ def test_dashboards_and_rules_are_rendered_for_grafana_and_prometheus(program: P
     rules = index.find_manifests("PrometheusRule")
     assert len(rules) == len(rule_files())
     assert all(r["metadata"]["namespace"] == "monitoring" for r in rules + maps)
+
+
+def test_sidecar_metrics_are_scraped_for_flaggers_builtin_checks(program: Program) -> None:
+    """Flagger's request-success-rate/request-duration read Istio's sidecar metrics: without a
+    scrape of every sidecar they have no data and every canary would roll back."""
+    for stack in ("sandbox", "eks"):
+        monitors = [
+            m
+            for m in program(stack).find_manifests("PodMonitor")
+            if m["metadata"]["name"] == "envoy-stats"
+        ]
+        assert len(monitors) == 1, stack
+        spec = monitors[0]["spec"]
+        assert spec["namespaceSelector"] == {"any": True}
+        # Envoy's own stats port, not the merged 15020 (which would re-export Ray's metrics).
+        assert [e["port"] for e in spec["podMetricsEndpoints"]] == ["http-envoy-prom"]

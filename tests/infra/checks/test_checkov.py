@@ -1,8 +1,10 @@
-"""checkov's Kubernetes checks over the rendered platform objects: zero failures beyond the
-justified skip list. checkov runs from its own venv (`make checkov-venv`, part of `make test`)."""
+"""checkov's Kubernetes checks over the rendered platform and serving objects: zero failures
+beyond the justified skip list. checkov runs from its own venv (`make checkov-venv`, part of
+`make test`); one run covers both stacks because its start-up dominates."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,11 +33,18 @@ BAD_POD = {
 
 @pytest.fixture
 def checkov_run(rendered: Callable[[str], Path], tmp_path: Path) -> tuple[list[str], Path]:
-    """One checkov run (its start-up dominates) over both stacks' platform objects + BAD_POD."""
+    """One checkov run over both stacks' platform + serving objects, and BAD_POD."""
     bad = tmp_path / "known-bad"
     bad.mkdir()
     (bad / "pod.yaml").write_text(yaml.safe_dump(BAD_POD))
-    dirs = [rendered(stack) / "platform" for stack in ("sandbox", "eks")]
+    dirs = []
+    for stack in ("sandbox", "eks"):
+        # Both layers in one folder: checkov must see the team namespace's NetworkPolicies
+        # (platform) beside the pods (serving) to know each pod is covered (CKV2_K8S_6).
+        target = tmp_path / stack
+        for layer in ("platform", "serving"):
+            shutil.copytree(rendered(stack) / layer, target, dirs_exist_ok=True)
+        dirs.append(target)
     return run_checkov(*dirs, bad), bad
 
 
@@ -49,7 +58,7 @@ def test_skip_list_entries_are_justified(tmp_path: Path) -> None:
 
 
 @needs_checkov
-def test_rendered_platform_passes_checkov_and_bad_objects_fail(
+def test_rendered_objects_pass_checkov_and_bad_objects_fail(
     checkov_run: tuple[list[str], Path],
 ) -> None:
     problems, _ = checkov_run

@@ -42,6 +42,7 @@ def join_taints(node: dict[str, Any]) -> list[dict[str, str]]:
 def test_one_control_plane_then_desired_workers_per_pool() -> None:
     raw = read_stack_file(REPO / "Pulumi.sandbox.yaml")
     raw["pools"][0]["desired_size"] = 2
+    raw["pools"][1]["desired_size"] = 1
     config = kind_config(KindClusterArgs.from_config(load_config(raw)))
     assert config["apiVersion"] == "kind.x-k8s.io/v1alpha4" and config["kind"] == "Cluster"
     assert config["name"] == "gantry-sandbox"
@@ -52,12 +53,14 @@ def test_one_control_plane_then_desired_workers_per_pool() -> None:
 
 def test_gpu_workers_are_tainted_and_labelled_for_the_fake_gpu_operator() -> None:
     config = kind_config(KindClusterArgs.from_config(sandbox()))
-    (gpu,) = workers(config, "gpu")
-    assert gpu["labels"][FAKE_GPU_POOL_LABEL] == "gpu"
-    assert gpu["labels"]["gantry.dev/pool-kind"] == "gpu"
-    assert join_taints(gpu) == [
-        {"key": "nvidia.com/gpu", "effect": "NoSchedule", "value": "present"}
-    ]
+    gpus = workers(config, "gpu")
+    assert gpus
+    for gpu in gpus:
+        assert gpu["labels"][FAKE_GPU_POOL_LABEL] == "gpu"
+        assert gpu["labels"]["gantry.dev/pool-kind"] == "gpu"
+        assert join_taints(gpu) == [
+            {"key": "nvidia.com/gpu", "effect": "NoSchedule", "value": "present"}
+        ]
 
 
 def test_cpu_workers_have_no_taints_and_no_fake_gpu_label() -> None:

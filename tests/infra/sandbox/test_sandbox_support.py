@@ -42,8 +42,8 @@ def test_prometheus_scrapes_only_rays_discovery_file(tmp_path: Path) -> None:
 
 
 def test_only_rules_over_ray_metrics_are_loaded(tmp_path: Path) -> None:
-    rules_dir = tmp_path / "platform" / "rules"
-    rules_dir.mkdir(parents=True)
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
     rule_file = {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
@@ -63,8 +63,13 @@ def test_only_rules_over_ray_metrics_are_loaded(tmp_path: Path) -> None:
         },
     }
     (rules_dir / "r.yaml").write_text(yaml.safe_dump(rule_file))
-    groups = prometheus.sandbox_rules(tmp_path)["groups"]
+    groups = prometheus.sandbox_rules(rules_dir)["groups"]
     assert [r["alert"] for r in groups[0]["rules"]] == ["A"]
+
+
+def test_the_shipped_serving_alerts_load_in_the_sandbox() -> None:
+    alerts = {r["alert"] for g in prometheus.sandbox_rules()["groups"] for r in g["rules"]}
+    assert {"ServeErrorRateHigh", "ServeLatencyP99High"} <= alerts
 
 
 def test_canary_queries_select_the_version() -> None:
