@@ -7,6 +7,7 @@ line naming the key and what is allowed, before any resource is registered.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -458,3 +459,14 @@ def read_stack_file(path: Path) -> dict[str, Any]:
 
 def load_stack_file(path: Path) -> GantryConfig:
     return load_config(read_stack_file(path))
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`over` merged into a copy of `base`: mappings recursively, everything else replaced."""
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

@@ -7,28 +7,16 @@ that come from other resources or config (service URLs, storage class, pool topo
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from infra.config import REPO_ROOT, RULES_DIR
+from infra.config import REPO_ROOT, RULES_DIR, deep_merge
 
 PLATFORM_DIR = REPO_ROOT / "platform"
-__all__ = ["PLATFORM_DIR", "RULES_DIR"]
-
-
-def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """`over` merged onto a copy of `base`: nested mappings merge, other values replace."""
-    out = copy.deepcopy(dict(base))
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+__all__ = ["PLATFORM_DIR", "RULES_DIR", "deep_merge"]
 
 
 def _read(path: Path) -> dict[str, Any]:

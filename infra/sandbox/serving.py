@@ -21,9 +21,10 @@ from pydantic import BaseModel, Field
 from ray._private.ray_constants import WORKER_PROCESS_SETUP_HOOK_ENV_VAR
 
 from infra.cluster.pools import PoolScheduling
+from infra.config import deep_merge
 from infra.sandbox import loopback
 from infra.sandbox.raycluster import LOOPBACK, pool_resource
-from infra.serving.spec import ServiceSpec, deep_merge
+from infra.serving.spec import ServiceSpec
 
 ROUTER_IMPORT = "infra.sandbox.router:app"
 # Every sandbox application's workers keep Serve's replica gRPC port on loopback (loopback.py).

@@ -16,7 +16,6 @@ when the bad value came from `gantry:services.<name>.overrides`) and the key.
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from collections.abc import Mapping
@@ -34,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from infra.config import ConfigError, GantryConfig, ServiceEntry, format_error
+from infra.config import ConfigError, GantryConfig, ServiceEntry, deep_merge, format_error
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES_DIR = REPO / "services"
@@ -434,17 +433,6 @@ class ServiceSpec(_Model):
 
 
 # ---------------------------------------------------------------- loading
-
-
-def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """`over` merged into a copy of `base`: mappings recursively, everything else replaced."""
-    out = copy.deepcopy(dict(base))
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def _has_key(doc: Any, loc: tuple[Any, ...]) -> bool:

@@ -58,7 +58,7 @@ def test_scaling_bounds_follow_the_pools(eks: ResourceIndex) -> None:
         "desiredSize": 2,
     }
     gpu = node_group(eks, "gpu").inputs
-    assert gpu["scalingConfig"] == {"minSize": 0, "maxSize": 4, "desiredSize": 1}
+    assert gpu["scalingConfig"] == {"minSize": 0, "maxSize": 4, "desiredSize": 3}
     # The autoscaler moves desiredSize; a later `up` must not reset it.
     assert gpu["ignoreScalingChanges"] is True
 
