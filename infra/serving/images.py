@@ -21,7 +21,9 @@ from infra.serving.spec import REPO, ServiceSpec
 
 # Files outside the service folder that every image contains (shared service code).
 SHARED_INPUTS = ("services/__init__.py", "services/common", "pyproject.toml")
-_SKIP = {"__pycache__", ".pytest_cache", ".mypy_cache"}
+# Not inputs: caches, and `artifacts/` (models a dev replica builds locally; the image builds its
+# own). Keep in step with .dockerignore.
+_SKIP = {"__pycache__", ".pytest_cache", ".mypy_cache", "artifacts"}
 
 
 def content_hash(spec: ServiceSpec, repo: Path = REPO) -> str:

@@ -24,6 +24,10 @@ def test_tag_changes_only_when_the_service_files_change(services_dir: Callable[.
     (root / "svc" / "__pycache__").mkdir()
     (root / "svc" / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"\0")
     assert content_hash(load_service("svc", None, root), root.parent) == after
+    # Models a dev replica builds locally are outputs, not inputs: no new tag, no new canary.
+    (root / "svc" / "artifacts").mkdir()
+    (root / "svc" / "artifacts" / "model.onnx").write_bytes(b"\0")
+    assert content_hash(load_service("svc", None, root), root.parent) == after
 
 
 def test_build_commands() -> None:
