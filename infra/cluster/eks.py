@@ -17,7 +17,7 @@ import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
 from infra.cluster import ClusterOutputs
-from infra.cluster.pools import PoolScheduling, pool_facts, scheduling
+from infra.cluster.pools import POOL_LABEL, PoolScheduling, pool_facts, scheduling
 from infra.config import GantryConfig, Pool
 
 # EKS-optimized Amazon Linux 2023 AMIs (AL2 AMIs end with Kubernetes 1.32).
@@ -92,7 +92,7 @@ def node_group_inputs(cluster_name: str, pool: Pool) -> dict[str, Any]:
             aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value, effect=TAINT_EFFECTS[t.effect])
             for t in facts.taints
         ],
-        "tags": {"gantry.dev/pool": pool.name, **autoscaler_tags(cluster_name, facts)},
+        "tags": {POOL_LABEL: pool.name, **autoscaler_tags(cluster_name, facts)},
     }
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from infra.cluster.pools import PoolScheduling
+from infra.cluster.pools import GPU_RESOURCE, PoolScheduling
 from infra.serving.spec import ServiceSpec, duration_s
 
 # Label Flagger selects on (the target Deployment needs a single `app: <name>` selector).
@@ -197,7 +197,7 @@ def container_resources(spec: ServiceSpec, pool: PoolScheduling) -> dict[str, An
     limits: dict[str, Any] = {"cpu": _cpu(r.cpu_max), "memory": _mem_gib(r.memory_max_gib)}
     if r.gpus:
         # A GPU service asks for the GPU resource by the pool model's name; request = limit.
-        gpu = pool.gpu_resource or "nvidia.com/gpu"
+        gpu = pool.gpu_resource or GPU_RESOURCE
         requests[gpu] = limits[gpu] = str(r.gpus)
     return {"requests": requests, "limits": limits}
 
