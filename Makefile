@@ -12,7 +12,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYVER = $(shell $(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
-.PHONY: help venv os-deps lint format test render bench bench-services sandbox prometheus checkov-venv crd-schemas
+.PHONY: help venv os-deps lint format test render bench bench-services sandbox prometheus checkov-venv crd-schemas charts
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -69,6 +69,11 @@ crd-schemas: ## fetch CRD JSON schemas (datreeio/CRDs-catalog) into CRD_SCHEMAS
 	git -C .gantry/crds-catalog sparse-checkout set $(CRD_GROUPS)
 	mkdir -p $(CRD_SCHEMAS)
 	cp -r $(addprefix .gantry/crds-catalog/,$(CRD_GROUPS)) .gantry/crds-catalog/LICENSE $(CRD_SCHEMAS)/
+
+# The pinned Helm charts, for `gantry render` and the offline checks where ../shared/charts is
+# absent (a fork): pulled from the official repositories and verified (infra/helm/pull.py).
+charts: venv ## pull the pinned Helm charts into .gantry/charts (GANTRY_CHARTS overrides where they are read)
+	$(BIN)/python -m infra.helm.pull
 
 # pytest exits 5 when it collected no tests; that is not a failure of the code under test.
 test: lint checkov-venv prometheus ## lint, then every test (what CI runs)

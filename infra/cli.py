@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from infra.cli_support import console, fail, load_stack
+from infra.cli_support import EXIT_FAILED, console, err_console, fail, load_stack
 
 app = typer.Typer(
     name="gantry",
@@ -60,21 +60,33 @@ def render(
         typer.Option("--stack-file", help="Read this stack file instead of Pulumi.<stack>.yaml."),
     ] = None,
 ) -> None:
-    """Write every Kubernetes object, Helm release and resource the stack defines (offline:
-    no Pulumi CLI, no cluster)."""
+    """Write every object the stack would apply: Gantry's own and each Helm release's (rendered
+    by real Helm), then check them as one set (offline: no Pulumi CLI, no cluster)."""
+    from infra.checks.offline import check_apply_set
     from infra.config import ConfigError
+    from infra.helm.archives import ChartsUnavailable
+    from infra.helm.output import write_releases
     from infra.render import run_offline, write_render
 
     cfg = load_stack(stack, stack_file)
     try:
         index = run_offline(cfg, stack)
+        objects, problems = check_apply_set(index, cfg.cluster.kubernetes_version, schemas=False)
     except ConfigError as err:  # found while building (e.g. an unreadable kubeconfig)
         fail(str(err))
+    except ChartsUnavailable as err:
+        fail(str(err))
     counts = write_render(index, out)
+    chart_objects = write_releases(list(objects.releases.values()), out)
     console.print(
         f"Rendered stack [bold]{stack}[/]: {counts['resources']} resources, "
-        f"{counts['objects']} Kubernetes objects, {counts['releases']} Helm releases -> {out}/"
+        f"{counts['objects']} Gantry objects, {counts['releases']} Helm releases creating "
+        f"{chart_objects} objects -> {out}/"
     )
+    if problems:
+        for problem in problems:
+            err_console.print(f"[bold red]error:[/] {problem}", soft_wrap=True)
+        fail(f"{len(problems)} problem(s) in what stack {stack} would apply", code=EXIT_FAILED)
 
 
 def _preflight(stack: str, operation: str) -> None:

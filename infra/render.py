@@ -263,7 +263,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _file_name(m: dict[str, Any]) -> str:
+def object_file_name(m: dict[str, Any]) -> str:
     meta = m["metadata"]
     ns = meta.get("namespace")
     stem = f"{m['kind'].lower()}-{ns + '-' if ns else ''}{meta['name']}"
@@ -289,7 +289,7 @@ def write_render(index: ResourceIndex, out: Path) -> dict[str, int]:
     objects = index.k8s_objects()
     for r in objects:
         m = r.manifest()
-        target = out / r.layer / _file_name(m)
+        target = out / r.layer / object_file_name(m)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(yaml.safe_dump(m, sort_keys=False))
     releases = [release_summary(r) for r in index.helm_releases()]

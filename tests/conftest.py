@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,12 +41,19 @@ _rendered: dict[str, Path] = {}
 def rendered(
     program: Callable[[str], ResourceIndex], tmp_path_factory: pytest.TempPathFactory
 ) -> Callable[[str], Path]:
-    """`gantry render`'s output folder for a stack (objects per layer, releases.yaml, index)."""
+    """`gantry render`'s output folder for a stack (objects per layer, releases.yaml, index, and
+    each release's objects under releases/ where the chart archives are here)."""
+    from infra.helm.archives import missing_charts
 
     def render(stack: str) -> Path:
         if stack not in _rendered:
             out = tmp_path_factory.mktemp(f"render-{stack}")
             write_render(program(stack), out)
+            if not missing_charts():
+                from infra.helm.output import write_releases
+
+                objects, _ = _check(program, stack)
+                write_releases(list(objects.releases.values()), out)
             _rendered[stack] = out
         return _rendered[stack]
 
@@ -56,3 +64,31 @@ def rendered(
 def run_config() -> Callable[[GantryConfig, str], ResourceIndex]:
     """Run the whole program for an in-memory config (for variations of a stack)."""
     return lambda cfg, stack="test": run_offline(cfg, stack)
+
+
+def needs_charts() -> None:
+    """Skip (one line: how to get them) where the pinned chart archives are not on this machine."""
+    from infra.helm.archives import missing_charts
+
+    missing = missing_charts()
+    if missing:
+        pytest.skip(f"{len(missing)} pinned chart archive(s) missing: {missing[0]}")
+
+
+_checked: dict[str, tuple[Any, list[str]]] = {}
+
+
+@pytest.fixture
+def apply_set(program: Callable[[str], ResourceIndex]) -> Callable[[str], tuple[Any, list[str]]]:
+    """(ApplySet, problems) of a stack: every release rendered by real Helm, all checks run."""
+    needs_charts()
+    return lambda stack: _check(program, stack)
+
+
+def _check(program: Callable[[str], ResourceIndex], stack: str) -> tuple[Any, list[str]]:
+    from infra.checks.offline import check_apply_set
+
+    if stack not in _checked:
+        version = stack_config(stack).cluster.kubernetes_version
+        _checked[stack] = check_apply_set(program(stack), version)
+    return _checked[stack]

@@ -108,8 +108,9 @@ class Platform(pulumi.ComponentResource):
         )
         gpu_pools = [p for p in cluster.pools.values() if p.is_gpu]
         stack = gpu_stack(config, kind)
+        gpus: Gpus | None = None
         if gpu_pools and stack != "none":
-            Gpus(
+            gpus = Gpus(
                 "gpus",
                 stack,
                 kind,
@@ -119,7 +120,7 @@ class Platform(pulumi.ComponentResource):
                 monitoring.stack,
                 child,
             )
-        Priorities("priorities", child)
+        priorities = Priorities("priorities", child)
         teams = {
             t.name: TeamTenancy(t, config.teams.container_defaults, mesh.base, child)
             for t in config.teams.teams
@@ -149,6 +150,8 @@ class Platform(pulumi.ComponentResource):
                 monitoring.stack,
                 autoscaling.adapter,
                 delivery.flagger,
+                priorities,  # serving pods name a PriorityClass
+                *([gpus] if gpus else []),  # GPU pods stay Pending until GPUs are advertised
                 *(t.namespace for t in teams.values()),
             ],
         )

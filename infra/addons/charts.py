@@ -1,7 +1,8 @@
 """Every Helm chart the platform layer installs: name, pinned version, repository.
 
-Versions are pinned so that `pulumi up` is reproducible; bump them here, deliberately, and re-read
-the chart's values documentation for every field set in `platform/<addon>/values.yaml`.
+Versions are pinned so that `pulumi up` is reproducible; bump them here, deliberately. The offline
+checks render exactly these versions with real Helm (infra/helm/) and reject a values key the
+chart does not read, so a bump shows which of `platform/<addon>/values.yaml` no longer applies.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ class Chart:
     repo: str | None
 
     @property
+    def name(self) -> str:
+        """The chart's own name (Chart.yaml), also for an OCI reference."""
+        return self.chart.rsplit("/", 1)[-1]
+
+    @property
     def source(self) -> str:
         """Where the chart comes from: the repository URL or the OCI reference."""
         return self.repo or self.chart
@@ -41,9 +47,23 @@ CHARTS: dict[str, Chart] = {
     "kube-prometheus-stack": Chart("kube-prometheus-stack", "75.15.0", PROMETHEUS_COMMUNITY_REPO),
     "prometheus-adapter": Chart("prometheus-adapter", "4.11.0", PROMETHEUS_COMMUNITY_REPO),
     "metrics-server": Chart("metrics-server", "3.13.0", METRICS_SERVER_REPO),
-    "flagger": Chart("flagger", "1.43.0", FLAGGER_REPO),
-    "flagger-loadtester": Chart("loadtester", "0.39.0", FLAGGER_REPO),
+    # Flagger and its load tester are released together: keep the pair (1.44.0 ships 0.38.0).
+    "flagger": Chart("flagger", "1.44.0", FLAGGER_REPO),
+    "flagger-loadtester": Chart("loadtester", "0.38.0", FLAGGER_REPO),
     "fake-gpu-operator": Chart(FAKE_GPU_OPERATOR_OCI, "0.0.63", None),
     "nvidia-device-plugin": Chart("nvidia-device-plugin", "0.18.2", NVIDIA_DEVICE_PLUGIN_REPO),
-    "dcgm-exporter": Chart("dcgm-exporter", "4.8.3", DCGM_EXPORTER_REPO),
+    "dcgm-exporter": Chart("dcgm-exporter", "4.8.2", DCGM_EXPORTER_REPO),
 }
+
+
+def chart_of(chart: str, version: str) -> Chart:
+    """The pin a release was made from (its `chart` and `version` inputs)."""
+    for pinned in CHARTS.values():
+        if (pinned.chart, pinned.version) == (chart, version):
+            return pinned
+    raise KeyError(f"no pinned chart {chart} {version} in infra/addons/charts.py")
+
+
+def addon_of(pinned: Chart) -> str:
+    """The add-on (folder under platform/) a pin belongs to."""
+    return next(addon for addon, c in CHARTS.items() if c == pinned)

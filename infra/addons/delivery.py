@@ -54,7 +54,7 @@ class Delivery(pulumi.ComponentResource):
                 "loadtester-webhook-plaintext",
                 api_version="security.istio.io/v1",
                 kind="PeerAuthentication",
-                metadata={"name": "loadtester-webhook", "namespace": FLAGGER_NAMESPACE},
+                metadata={"name": "loadtester-webhook", "namespace": ns.metadata.name},
                 spec={
                     "selector": {"matchLabels": LOADTESTER_POD_LABELS},
                     "mtls": {"mode": "STRICT"},

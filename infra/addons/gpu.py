@@ -11,25 +11,36 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
 import yaml
 
 from infra.addons.namespaces import namespace
 from infra.addons.release import helm_release
-from infra.cluster.pools import GPU_RESOURCE, POOL_KIND_LABEL, POOL_LABEL, PoolScheduling
+from infra.cluster.pools import (
+    FAKE_GPU_POOL_LABEL,
+    GPU_RESOURCE,
+    POOL_KIND_LABEL,
+    PoolScheduling,
+)
 
 GPU_NAMESPACE = "gpu-system"
 # What the fake operator simulates: the GPU of the EKS example's g5 nodes (NVIDIA A10G, MiB).
 FAKE_GPU_PRODUCT = "NVIDIA-A10G"
 FAKE_GPU_MEMORY_MIB = 23028
+# The fake operator's simulated DCGM exporter Service, as fake-gpu-operator 0.0.63 renders it
+# (templates/status-exporter/service.yaml): only a `prometheus.io/scrape` annotation, which the
+# Prometheus operator ignores, so Gantry adds the ServiceMonitor. Checked against the rendered
+# chart by infra/checks/monitors.py.
+FAKE_DCGM_SERVICE_LABELS = {"app": "nvidia-dcgm-exporter"}
+FAKE_DCGM_PORT = "gpu-metrics"
 
 
-def fake_operator_values(
-    gpu_pools: list[PoolScheduling], slices: int, metrics: bool
-) -> dict[str, Any]:
-    """Topology per GPU pool, keyed by our pool label (so no extra node label is needed)."""
+def fake_operator_values(gpu_pools: list[PoolScheduling], slices: int) -> dict[str, Any]:
+    """Topology per GPU pool. The operator treats every node that has the `nodePoolLabelKey`
+    label as a fake-GPU node, so the key is one only GPU-pool nodes carry (set by kind.py)."""
     return {
         "topology": {
-            "nodePoolLabelKey": POOL_LABEL,
+            "nodePoolLabelKey": FAKE_GPU_POOL_LABEL,
             "nodePools": {
                 p.name: {
                     "gpuProduct": FAKE_GPU_PRODUCT,
@@ -40,7 +51,6 @@ def fake_operator_values(
                 for p in gpu_pools
             },
         },
-        "statusExporter": {"serviceMonitor": {"enabled": metrics}},
     }
 
 
@@ -59,8 +69,17 @@ def _on_gpu_pools(gpu_pools: list[PoolScheduling]) -> dict[str, Any]:
     tolerations: list[dict[str, Any]] = []
     for p in gpu_pools:
         tolerations += [t for t in p.tolerations if t not in tolerations]
-    # affinity: null drops the chart's default (node-feature-discovery labels EKS nodes lack).
-    return {"nodeSelector": {POOL_KIND_LABEL: "gpu"}, "tolerations": tolerations, "affinity": None}
+    # A real affinity term replaces the chart's default one (node-feature-discovery labels, which
+    # nodes lack without NFD); a null would depend on every tool passing it on to Helm intact.
+    on_gpu_nodes = {"key": POOL_KIND_LABEL, "operator": "In", "values": ["gpu"]}
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [on_gpu_nodes]}]
+            }
+        }
+    }
+    return {"tolerations": tolerations, "affinity": affinity}
 
 
 class Gpus(pulumi.ComponentResource):
@@ -86,8 +105,20 @@ class Gpus(pulumi.ComponentResource):
                 ns.metadata.name,
                 provider_kind,
                 after,
-                fake_operator_values(gpu_pools, slices, metrics),
+                fake_operator_values(gpu_pools, slices),
             )
+            if metrics:
+                k8s.apiextensions.CustomResource(
+                    "fake-dcgm-exporter",
+                    api_version="monitoring.coreos.com/v1",
+                    kind="ServiceMonitor",
+                    metadata={"name": "fake-dcgm-exporter", "namespace": ns.metadata.name},
+                    spec={
+                        "selector": {"matchLabels": FAKE_DCGM_SERVICE_LABELS},
+                        "endpoints": [{"port": FAKE_DCGM_PORT, "interval": "15s"}],
+                    },
+                    opts=after,  # the ServiceMonitor CRD comes with kube-prometheus-stack
+                )
         else:
             helm_release(
                 "nvidia-device-plugin",

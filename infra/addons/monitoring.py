@@ -54,7 +54,6 @@ ENVOY_STATS_MONITOR: dict[str, Any] = {
     # Every injected pod carries this label (set by the sidecar injector).
     "selector": {"matchExpressions": [{"key": "security.istio.io/tlsMode", "operator": "Exists"}]},
     "namespaceSelector": {"any": True},
-    "jobLabel": "envoy-stats",
     "podMetricsEndpoints": [
         {"port": "http-envoy-prom", "path": "/stats/prometheus", "interval": "15s"}
     ],

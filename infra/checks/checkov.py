@@ -21,6 +21,7 @@ from infra.config import REPO_ROOT
 
 CHECKOV_VENV = REPO_ROOT / ".venv-checkov"
 SKIP_FILE = REPO_ROOT / "platform" / "checkov-skip.yaml"
+CHART_SKIP_FILE = REPO_ROOT / "platform" / "checkov-skip-charts.yaml"
 CHECKOV_TIMEOUT_S = 600
 
 
@@ -47,6 +48,45 @@ def load_skip_list(path: Path = SKIP_FILE) -> dict[str, str]:
         if not isinstance(why, str) or not why.strip() or "\n" in why.strip():
             raise ValueError(f"{path}: {check}: needs a one-line justification")
     return {str(k): str(v).strip() for k, v in data.items()}
+
+
+def load_chart_skips(path: Path = CHART_SKIP_FILE) -> dict[str, dict[str, str]]:
+    """Release -> {check id -> justification}, from `check: {why, releases}` entries."""
+    data = yaml.safe_load(path.read_text()) or {}
+    skips: dict[str, dict[str, str]] = {}
+    for check, entry in data.items():
+        why = (entry or {}).get("why") if isinstance(entry, dict) else None
+        releases = (entry or {}).get("releases") if isinstance(entry, dict) else None
+        if not isinstance(why, str) or not why.strip() or "\n" in why.strip():
+            raise ValueError(f"{path}: {check}: needs a one-line `why`")
+        if not isinstance(releases, list) or not releases:
+            raise ValueError(f"{path}: {check}: needs `releases`, the releases it applies to")
+        for release in releases:
+            skips.setdefault(str(release), {})[str(check)] = why.strip()
+    return skips
+
+
+def release_of(problem: str) -> str | None:
+    """The release whose object failed (`.../releases/<release>/...` in the file path)."""
+    path = problem.rsplit("(", 1)[-1]
+    parts = path.split("/")
+    return parts[parts.index("releases") + 1] if "releases" in parts[:-1] else None
+
+
+def unjustified(
+    problems: list[str], skips: dict[str, dict[str, str]]
+) -> tuple[list[str], list[str]]:
+    """(failures no skip covers, `check release` skips that matched no failure: stale)."""
+    used: set[tuple[str, str]] = set()
+    left = []
+    for p in problems:
+        check, release = p.split(" ", 1)[0], release_of(p)
+        if release is not None and check in skips.get(release, {}):
+            used.add((release, check))
+        else:
+            left.append(p)
+    stale = [f"{c} {r}" for r, checks in skips.items() for c in checks if (r, c) not in used]
+    return left, sorted(stale)
 
 
 def _json_documents(text: str) -> list[dict[str, Any]]:

@@ -1,7 +1,9 @@
 """Schema validation: core kinds with kubernetes-validate (strict), custom resources by jsonschema.
 
 Strict mode rejects fields the API does not define (a typo such as `spec.replica` would
-otherwise be dropped silently by the API server).
+otherwise be dropped silently by the API server). A custom resource is validated against the
+CRD that the apply set itself installs (the exact pinned version) where there is one, else
+against the JSON schemas folder (`crd_schema_dir()`).
 """
 
 from __future__ import annotations
@@ -72,12 +74,37 @@ def _schema(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def validate_custom_resource(manifest: dict[str, Any], schema_dir: Path) -> list[str]:
+CrdSchemas = dict[tuple[str, str, str], dict[str, Any]]  # (group, version, kind) -> schema
+
+
+def crd_schemas(crds: Iterable[dict[str, Any]]) -> CrdSchemas:
+    """The openAPIV3Schema of every served version of each CustomResourceDefinition."""
+    out: CrdSchemas = {}
+    for crd in crds:
+        if crd.get("kind") != "CustomResourceDefinition":
+            continue
+        spec = crd["spec"]
+        for v in spec.get("versions") or []:
+            schema = (v.get("schema") or {}).get("openAPIV3Schema")
+            if schema and v.get("served", True):
+                out[(spec["group"], v["name"], spec["names"]["kind"])] = schema
+    return out
+
+
+def validate_custom_resource(
+    manifest: dict[str, Any], schema_dir: Path | None, crds: CrdSchemas | None = None
+) -> list[str]:
     group, version = _group_version(manifest)
-    path = schema_dir / group / f"{str(manifest.get('kind')).lower()}_{version}.json"
-    if not path.exists():
-        return [f"{describe(manifest)}: no schema {path.relative_to(schema_dir)} in {schema_dir}"]
-    validator = jsonschema.Draft7Validator(_schema(path))
+    schema = (crds or {}).get((group, version, str(manifest.get("kind"))))
+    if schema is None:
+        if schema_dir is None:
+            return [f"{describe(manifest)}: no CRD schema folder (set {CRD_SCHEMAS_ENV})"]
+        path = schema_dir / group / f"{str(manifest.get('kind')).lower()}_{version}.json"
+        if not path.exists():
+            where = path.relative_to(schema_dir)
+            return [f"{describe(manifest)}: no schema {where} in {schema_dir}"]
+        schema = _schema(path)
+    validator = jsonschema.Draft7Validator(schema)
     return [
         f"{describe(manifest)}: {'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
         for e in sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))
@@ -89,20 +116,17 @@ def validate_objects(
     k8s_version: str,
     schema_dir: Path | None = None,
     custom_resources: bool = True,
+    crds: CrdSchemas | None = None,
 ) -> list[str]:
     """One line per problem. Core kinds: kubernetes-validate strict for `k8s_version` ("1.33").
-    Custom resources (when `custom_resources`): jsonschema against `schema_dir` (default
-    `crd_schema_dir()`); a missing folder or schema is itself a problem."""
+    Custom resources (when `custom_resources`): jsonschema against `crds` (from CRDs in the same
+    apply set), else `schema_dir` (default `crd_schema_dir()`); a missing schema is a problem."""
     problems: list[str] = []
     schema_dir = schema_dir or crd_schema_dir()
     for m in manifests:
         if is_custom_resource(m):
-            if not custom_resources:
-                continue
-            if schema_dir is None:
-                problems.append(f"{describe(m)}: no CRD schema folder (set {CRD_SCHEMAS_ENV})")
-            else:
-                problems += validate_custom_resource(m, schema_dir)
+            if custom_resources:
+                problems += validate_custom_resource(m, schema_dir, crds)
             continue
         try:
             kubernetes_validate.validate(m, k8s_version, strict=True)

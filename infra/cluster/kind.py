@@ -20,16 +20,27 @@ from infra.cluster import ClusterOutputs
 from infra.cluster.pools import FAKE_GPU_POOL_LABEL, pool_facts, scheduling
 from infra.config import GantryConfig, Pool
 
-# The kind release Gantry is tested with, and the node images it publishes (from the kind
-# v0.29.0 release notes; kind wants images pinned by digest).
-KIND_VERSION = "v0.29.0"
+# The kind release Gantry pins, and a node image per Kubernetes version, by digest as the release
+# notes publish them (kind guarantees an image only with the release it was built for).
+KIND_VERSION = "v0.33.0"
 KIND_NODE_IMAGES = {
+    # kind v0.33.0 publishes no image older than 1.34: these are kind v0.29.0's, which newer
+    # kind runs on a best-effort basis (it still bootstraps them with kubeadm v1beta3).
     "1.31": "kindest/node:v1.31.9@sha256:"
     "b94a3a6c06198d17f59cca8c6f486236fa05e2fb359cbd75dabbfc348a10b211",
     "1.32": "kindest/node:v1.32.5@sha256:"
     "e3b2327e3a5ab8c76f5ece68936e4cafaa82edf58486b769727ab0b3b97a5b0d",
     "1.33": "kindest/node:v1.33.1@sha256:"
     "050072256b9a903bd914c0b2866828150cb229cea0efe5892e2b644d5dd3b34f",
+    # kind v0.33.0's release notes ("Images pre-built for this release").
+    "1.34": "kindest/node:v1.34.11@sha256:"
+    "44e222ee2132dab25ff87301682f89eb82c7880ea3a1bf543bfe9708fd08d67d",
+    "1.35": "kindest/node:v1.35.8@sha256:"
+    "07b2536e30b803ed61d1677a79df6115f798ce64c80f9e22f6ed45afd09323c0",
+    "1.36": "kindest/node:v1.36.4@sha256:"
+    "099e049362a1526b2db71494e1947aae99bd16290d7c895f2b7ea312e3cbfaed",
+    "1.37": "kindest/node:v1.37.0@sha256:"
+    "a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5",
 }
 # kind's default StorageClass (rancher local-path provisioner).
 KIND_STORAGE_CLASS = "standard"
@@ -114,12 +125,28 @@ def _kubeconfig_flag(args: KindClusterArgs) -> str:
 
 
 def create_command(args: KindClusterArgs) -> str:
-    """Create from the config on stdin (kind's logs go to stderr), then print the kubeconfig."""
+    """Create from the config on stdin, then print the kubeconfig: stdout is the kubeconfig only.
+
+    Pulumi runs this only for a cluster it has no record of, so a cluster of the same name is a
+    leftover (an interrupted create, or one whose kubeconfig export failed): delete it first, or
+    `kind create` fails with "node(s) already exist". kind deletes the nodes itself when a create
+    step fails, but not when the kubeconfig cannot be exported or read afterwards: delete on any
+    failure, so the next `up` starts clean.
+    """
     name = shlex.quote(args.name)
-    return (
-        f"kind create cluster --name {name} --config - --wait {CREATE_WAIT}"
-        f"{_kubeconfig_flag(args)} 1>&2 && kind get kubeconfig --name {name}"
+    delete = f"{delete_command(args)} </dev/null 1>&2"
+    say = shlex.quote(
+        f"kind cluster {args.name} exists but Pulumi has no record of it: deleting it"
     )
+    stale = (
+        f"if kind get clusters </dev/null 2>/dev/null | grep -qxF {name}; then"
+        f" echo {say} >&2; {delete} || exit 1; fi"
+    )
+    create = (
+        f"kind create cluster --name {name} --config - --wait {CREATE_WAIT}"
+        f"{_kubeconfig_flag(args)} 1>&2 && kind get kubeconfig --name {name} </dev/null"
+    )
+    return f"{stale}\n{create} || {{ {delete}; exit 1; }}"
 
 
 def delete_command(args: KindClusterArgs) -> str:

@@ -18,9 +18,13 @@ from infra.addons import PlatformOutputs
 from infra.cluster import ClusterOutputs
 from infra.config import GantryConfig
 from infra.serving.component import ModelService, ModelServiceArgs
-from infra.serving.images import ImageArgs, ServiceImage
+from infra.serving.images import ImageArgs, ServiceImage, cluster_revision
 from infra.serving.manifests import ServingContext
 from infra.serving.spec import SERVICES_DIR, ServiceSpec, load_services
+
+# What EKS nodes run: every AMI type of infra/cluster/eks.py (AMI_TYPES) is x86_64, so images
+# pushed for EKS are built for it whatever machine builds them.
+EKS_IMAGE_PLATFORM = "linux/amd64"
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ class Serving(pulumi.ComponentResource):
     ) -> None:
         super().__init__("gantry:serving:Serving", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        image_args = _image_target(args.cfg, child)
+        image_args = _image_target(args.cfg, args.cluster, child)
         self.services: dict[str, ModelService] = {}
         for svc, spec in args.specs.items():
             # `kind load` needs the cluster: wait for its provider (made from its kubeconfig).
@@ -88,18 +92,26 @@ class Serving(pulumi.ComponentResource):
         self.register_outputs({"services": {svc: args.platform.host(svc) for svc in self.services}})
 
 
-def _image_target(cfg: GantryConfig, opts: pulumi.ResourceOptions) -> dict[str, Any]:
+def _image_target(
+    cfg: GantryConfig, cluster: ClusterOutputs, opts: pulumi.ResourceOptions
+) -> dict[str, Any]:
     """Where images go: kind loads them into its nodes; EKS pushes them to `eks.image_registry`,
     or by default to ECR in the stack's account and region (a repository per service, created
     here, logged in to with the AWS CLI); an existing cluster uses the local Docker daemon's
     images (e.g. Docker Desktop's Kubernetes)."""
     if cfg.cluster.provider == "kind":
-        return {"target": "kind", "kind_cluster": cfg.cluster.name}
+        # A replaced cluster (new pools or Kubernetes version) has none of the images: load again.
+        revision = cluster_revision(cluster.kubeconfig)
+        return {"target": "kind", "kind_cluster": cfg.cluster.name, "cluster_revision": revision}
     eks = cfg.cluster.eks
     if eks is None:
         return {"target": "local"}
     if eks.image_registry:
-        return {"target": "registry", "registry": eks.image_registry}
+        return {
+            "target": "registry",
+            "registry": eks.image_registry,
+            "platform": EKS_IMAGE_PLATFORM,
+        }
     provider = aws.Provider("serving-aws", region=eks.region, opts=opts)
     account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(provider=provider))
     registry = account.account_id.apply(lambda a: f"{a}.dkr.ecr.{eks.region}.amazonaws.com")
@@ -109,4 +121,10 @@ def _image_target(cfg: GantryConfig, opts: pulumi.ResourceOptions) -> dict[str, 
             f" | docker login --username AWS --password-stdin {r}"
         )
     )
-    return {"target": "registry", "registry": registry, "login": login, "ecr_provider": provider}
+    return {
+        "target": "registry",
+        "registry": registry,
+        "login": login,
+        "ecr_provider": provider,
+        "platform": EKS_IMAGE_PLATFORM,
+    }

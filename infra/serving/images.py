@@ -26,8 +26,9 @@ SHARED_INPUTS = ("services/__init__.py", "services/common", "pyproject.toml")
 _SKIP = {"__pycache__", ".pytest_cache", ".mypy_cache", "artifacts"}
 
 
-def content_hash(spec: ServiceSpec, repo: Path = REPO) -> str:
-    """sha256 over the paths and bytes of every file the image is built from (12 hex digits)."""
+def content_hash(spec: ServiceSpec, repo: Path = REPO, platform: str | None = None) -> str:
+    """sha256 over the paths and bytes of every file the image is built from (12 hex digits),
+    and the target platform if one is set (the registry check trusts a tag to name one image)."""
     h = hashlib.sha256()
     roots = [spec.directory, *(repo / p for p in SHARED_INPUTS)]
     for root in roots:
@@ -41,6 +42,8 @@ def content_hash(spec: ServiceSpec, repo: Path = REPO) -> str:
             h.update(b"\0")
     h.update(repr(sorted(spec.image.build_args.items())).encode())
     h.update(spec.image.dockerfile.encode())
+    if platform:
+        h.update(platform.encode())
     return h.hexdigest()[:12]
 
 
@@ -56,6 +59,12 @@ class ImageArgs:
     login: pulumi.Input[str] | None = None
     # Set: create an ECR repository for the image with this AWS provider.
     ecr_provider: aws.Provider | None = None
+    # `docker build --platform`: the nodes' OS/architecture where it may differ from this
+    # machine's (EKS from an arm64 laptop); None builds for this machine (kind, local).
+    platform: str | None = None
+    # "kind": changes whenever the cluster is created anew (cluster_revision()), so the image is
+    # loaded into the new nodes; the tag alone does not change when the cluster is replaced.
+    cluster_revision: pulumi.Input[str] | None = None
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
     @property
@@ -65,13 +74,22 @@ class ImageArgs:
 
     @property
     def tag(self) -> str:
-        return content_hash(self.spec, self.repo)
+        return content_hash(self.spec, self.repo, self.platform)
 
     def ref(self) -> pulumi.Output[str]:
         name = f"{self.spec.image.repository}:{self.tag}"
         if self.registry is None:
             return pulumi.Output.from_input(name)
         return pulumi.Output.from_input(self.registry).apply(lambda r: f"{r.rstrip('/')}/{name}")
+
+
+def cluster_revision(kubeconfig: pulumi.Input[str]) -> pulumi.Output[str]:
+    """A value that changes whenever a kind cluster is created anew: a hash of the kubeconfig kind
+    printed for it (a new cluster has a new CA and keys). Not secret: a hash reveals no key."""
+    digest = pulumi.Output.from_input(kubeconfig).apply(
+        lambda k: hashlib.sha256(k.encode()).hexdigest()[:12]
+    )
+    return pulumi.Output.unsecret(digest)
 
 
 def build_command(args: ImageArgs, ref: str, login: str | None = None) -> str:
@@ -82,14 +100,23 @@ def build_command(args: ImageArgs, ref: str, login: str | None = None) -> str:
     build_args = "".join(
         f" --build-arg {shlex.quote(f'{k}={v}')}" for k, v in sorted(spec.image.build_args.items())
     )
+    platform = f" --platform {shlex.quote(args.platform)}" if args.platform else ""
     # The build context is the repository root: images contain services/common as well.
-    build = f"docker build -f {shlex.quote(str(dockerfile))}{build_args} -t {q} ."
+    build = f"docker build{platform} -f {shlex.quote(str(dockerfile))}{build_args} -t {q} ."
     if args.target == "kind":
         return f"{build} && kind load docker-image {q} --name {shlex.quote(str(args.kind_cluster))}"
     if args.target == "local":
         return build
-    push = f"docker push {q}"
-    return f"{login} && {build} && {push}" if login else f"{build} && {push}"
+    # The tag is the content hash, so a tag already in the registry is this image: skip the build
+    # and the push, which an IMMUTABLE repository would refuse (the command re-runs whenever any
+    # input changes, e.g. `dir` in another checkout). `docker manifest inspect` reads the registry
+    # with the login's credentials (OCI indexes since Docker CLI 23).
+    skip = shlex.quote(f"{ref} is already in the registry: not built or pushed again")
+    push = (
+        f"if docker manifest inspect {q} >/dev/null 2>&1; then echo {skip} >&2;"
+        f" else {build} && docker push {q}; fi"
+    )
+    return f"{login} && {push}" if login else push
 
 
 class ServiceImage(pulumi.ComponentResource):
@@ -114,12 +141,18 @@ class ServiceImage(pulumi.ComponentResource):
         create = pulumi.Output.all(self.ref, args.login).apply(
             lambda v: build_command(args, v[0], v[1])
         )
+        # Replaced (so run again) when a trigger changes: a new content hash, or, for kind, a new
+        # cluster whose nodes do not have the image yet.
+        triggers: list[pulumi.Input[str]] = [args.tag]
+        if args.cluster_revision is not None:
+            triggers.append(args.cluster_revision)
         self.build = command.local.Command(
             f"{name}-build",
             create=create,
+            # Absolute, so it differs between checkouts; pulumi-command then re-runs `create` as an
+            # update (only `triggers` replace), which the registry command makes harmless.
             dir=str(args.repo),
-            # The tag is the content hash: a new hash means a new build, nothing else does.
-            triggers=[args.tag],
+            triggers=triggers,
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )
         self.register_outputs({"ref": self.ref})

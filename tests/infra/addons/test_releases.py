@@ -10,6 +10,7 @@ from infra.addons.charts import CHARTS
 from infra.addons.metrics import INFLIGHT_METRIC, RAY_INFLIGHT_SERIES
 from infra.addons.monitoring import PROMETHEUS_SERVICE
 from infra.checks import is_custom_resource
+from infra.cluster.pools import FAKE_GPU_POOL_LABEL
 from infra.render import Resource, ResourceIndex
 from tests.conftest import STACKS
 
@@ -81,7 +82,8 @@ def test_kind_gets_the_fake_gpu_operator_eks_the_nvidia_stack(program: Program) 
     assert "fake-gpu-operator" not in eks
     topology = kind["fake-gpu-operator"].inputs["values"]["topology"]
     assert topology["nodePools"]["gpu"]["gpuCount"] == 1  # gpus_per_node of the sandbox's pool
-    assert topology["nodePoolLabelKey"] == "gantry.dev/pool"
+    # Not gantry.dev/pool: every node has that one (tests/infra/helm checks the rendered chart).
+    assert topology["nodePoolLabelKey"] == FAKE_GPU_POOL_LABEL
 
 
 def test_metrics_server_skips_kubelet_tls_only_on_kind(program: Program) -> None:

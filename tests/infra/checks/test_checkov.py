@@ -1,6 +1,8 @@
-"""checkov's Kubernetes checks over the rendered platform and serving objects: zero failures
-beyond the justified skip list. checkov runs from its own venv (`make checkov-venv`, part of
-`make test`); one run covers both stacks because its start-up dominates."""
+"""checkov's Kubernetes checks over everything each stack would apply: Gantry's platform and
+serving objects (zero failures beyond platform/checkov-skip.yaml) and every Helm release's objects
+(only the failures platform/checkov-skip-charts.yaml justifies, and no stale entry there).
+checkov runs from its own venv (`make checkov-venv`, part of `make test`); one run covers both
+stacks because its start-up dominates."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import pytest
 import yaml
 
 from infra.checks import CheckovUnavailable, checkov_binary, load_skip_list, run_checkov
+from infra.checks.checkov import load_chart_skips, unjustified
+from tests.conftest import needs_charts
 
 try:
     checkov_binary()
@@ -33,7 +37,8 @@ BAD_POD = {
 
 @pytest.fixture
 def checkov_run(rendered: Callable[[str], Path], tmp_path: Path) -> tuple[list[str], Path]:
-    """One checkov run over both stacks' platform + serving objects, and BAD_POD."""
+    """One checkov run over both stacks' objects (Gantry's and the releases'), and BAD_POD."""
+    needs_charts()
     bad = tmp_path / "known-bad"
     bad.mkdir()
     (bad / "pod.yaml").write_text(yaml.safe_dump(BAD_POD))
@@ -44,6 +49,7 @@ def checkov_run(rendered: Callable[[str], Path], tmp_path: Path) -> tuple[list[s
         target = tmp_path / stack
         for layer in ("platform", "serving"):
             shutil.copytree(rendered(stack) / layer, target, dirs_exist_ok=True)
+        shutil.copytree(rendered(stack) / "releases", target / "releases")
         dirs.append(target)
     return run_checkov(*dirs, bad), bad
 
@@ -64,4 +70,15 @@ def test_rendered_objects_pass_checkov_and_bad_objects_fail(
     problems, _ = checkov_run
     flagged = [p for p in problems if "pod.yaml" in p]
     assert any(p.startswith("CKV_K8S_16 ") for p in flagged), problems
-    assert [p for p in problems if p not in flagged] == []
+    left, stale = unjustified([p for p in problems if p not in flagged], load_chart_skips())
+    assert left == []
+    assert stale == [], "entries of platform/checkov-skip-charts.yaml that no failure needs"
+
+
+def test_a_chart_failure_is_only_accepted_for_the_releases_listed() -> None:
+    skips = {"istio-cni": {"CKV_K8S_16": "why"}}
+    cni = "CKV_K8S_16 privileged: DaemonSet.x (/0-sandbox/releases/istio-cni/objects/ds.yaml)"
+    other = "CKV_K8S_16 privileged: Deployment.y (/0-sandbox/releases/flagger/objects/d.yaml)"
+    own = "CKV_K8S_16 privileged: Deployment.z (/0-sandbox/serving/d.yaml)"
+    assert unjustified([cni, other, own], skips) == ([other, own], [])
+    assert unjustified([], skips) == ([], ["CKV_K8S_16 istio-cni"])

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import copy
+import os
+import re
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from infra.cluster.kind import (
@@ -17,7 +21,7 @@ from infra.cluster.kind import (
     kind_config,
 )
 from infra.cluster.pools import FAKE_GPU_POOL_LABEL, POOL_LABEL
-from infra.config import GantryConfig, load_config, read_stack_file
+from infra.config import SUPPORTED_K8S_VERSIONS, GantryConfig, load_config, read_stack_file
 from infra.render import ResourceIndex
 
 REPO = Path(__file__).resolve().parents[3]
@@ -93,16 +97,142 @@ def test_kind_config_is_pure() -> None:
     assert kind_config(args) is not kind_config(args)
 
 
+def test_every_supported_kubernetes_version_has_a_pinned_node_image() -> None:
+    for version in SUPPORTED_K8S_VERSIONS:
+        assert version in KIND_NODE_IMAGES, f"no kind node image for Kubernetes {version}"
+    for version, image in KIND_NODE_IMAGES.items():
+        # kind wants the digest: a tag alone may name an image built for another kind release.
+        assert re.fullmatch(
+            rf"kindest/node:v{re.escape(version)}\.\d+@sha256:[0-9a-f]{{64}}", image
+        )
+
+
 def test_commands_create_from_stdin_print_kubeconfig_and_delete() -> None:
     args = KindClusterArgs.from_config(sandbox(kind={"kubeconfig": "/tmp/my kube"}))
     create = create_command(args)
-    assert create.startswith("kind create cluster --name gantry-sandbox --config - ")
-    assert "--kubeconfig '/tmp/my kube'" in create
-    assert create.endswith("1>&2 && kind get kubeconfig --name gantry-sandbox")
+    assert "kind create cluster --name gantry-sandbox --config - " in create
+    assert "--kubeconfig '/tmp/my kube' 1>&2 && kind get kubeconfig --name gantry-sandbox" in create
     assert (
         delete_command(args)
         == "kind delete cluster --name gantry-sandbox --kubeconfig '/tmp/my kube'"
     )
+
+
+# A stand-in for kind: keeps the clusters it "created" in $FAKE_KIND_STATE (one name a line),
+# logs every call to $FAKE_KIND_LOG, and prints chatter on stdout, which the create command must
+# keep out of its own stdout (the kubeconfig). FAKE_KIND_FAIL=create|kubeconfig makes a step fail
+# after the node containers exist, as an interrupted or half-failed create leaves them.
+FAKE_KIND = r"""#!/bin/sh
+echo "$*" >> "$FAKE_KIND_LOG"
+name=$(echo "$*" | sed -n 's/.*--name \([^ ]*\).*/\1/p')
+touch "$FAKE_KIND_STATE"
+case "$1 $2" in
+  "get clusters") cat "$FAKE_KIND_STATE" ;;
+  "delete cluster")
+    echo "Deleting cluster $name ..."
+    grep -vxF "$name" "$FAKE_KIND_STATE" > "$FAKE_KIND_STATE.new"
+    mv "$FAKE_KIND_STATE.new" "$FAKE_KIND_STATE" ;;
+  "create cluster")
+    if grep -qxF "$name" "$FAKE_KIND_STATE"; then
+      echo "ERROR: node(s) already exist for a cluster with the name \"$name\"" >&2; exit 1
+    fi
+    cat > "$FAKE_KIND_STDIN"
+    echo "Creating cluster $name ..."
+    echo "$name" >> "$FAKE_KIND_STATE"
+    [ "$FAKE_KIND_FAIL" = create ] && { echo "ERROR: failed to create cluster" >&2; exit 1; }
+    exit 0 ;;
+  "get kubeconfig")
+    [ "$FAKE_KIND_FAIL" = kubeconfig ] && { echo "ERROR: no kubeconfig" >&2; exit 1; }
+    grep -qxF "$name" "$FAKE_KIND_STATE" || exit 1
+    printf 'apiVersion: v1\nkind: Config\ncurrent-context: kind-%s\n' "$name" ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake_kind(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`run(existing=[...], fail=None)`: run the create command under /bin/sh (as pulumi-command
+    does) with the fake kind first on PATH; `.state`/`.log`/`.stdin` are the fake's files."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kind").write_text(FAKE_KIND)
+    (bin_dir / "kind").chmod(0o755)
+    files = {k: tmp_path / k for k in ("state", "log", "stdin")}
+
+    def run(
+        existing: tuple[str, ...] = (), fail: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        files["state"].write_text("".join(f"{c}\n" for c in existing))
+        files["log"].write_text("")
+        args = KindClusterArgs.from_config(sandbox())
+        env = {
+            **os.environ,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "FAKE_KIND_STATE": str(files["state"]),
+            "FAKE_KIND_LOG": str(files["log"]),
+            "FAKE_KIND_STDIN": str(files["stdin"]),
+            "FAKE_KIND_FAIL": fail or "",
+        }
+        return subprocess.run(
+            ["/bin/sh", "-c", create_command(args)],
+            input="kind: Cluster\n",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    run.files = files  # type: ignore[attr-defined]
+    return run
+
+
+def clusters(fake_kind: Any) -> list[str]:
+    return fake_kind.files["state"].read_text().split()
+
+
+def calls(fake_kind: Any) -> list[str]:
+    return [line.split(" --")[0] for line in fake_kind.files["log"].read_text().splitlines()]
+
+
+def test_create_prints_only_the_kubeconfig_and_feeds_kind_the_config(fake_kind: Any) -> None:
+    done = fake_kind()
+    assert done.returncode == 0, done.stderr
+    assert yaml.safe_load(done.stdout) == {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "kind-gantry-sandbox",
+    }
+    assert fake_kind.files["stdin"].read_text() == "kind: Cluster\n"
+    assert clusters(fake_kind) == ["gantry-sandbox"]
+    assert "delete cluster" not in calls(fake_kind)
+
+
+def test_create_deletes_a_leftover_cluster_of_the_same_name_first(fake_kind: Any) -> None:
+    # Nodes left by an interrupted create: Pulumi has no record, `kind create` would refuse.
+    done = fake_kind(existing=("other", "gantry-sandbox"))
+    assert done.returncode == 0, done.stderr
+    assert calls(fake_kind) == [
+        "get clusters",
+        "delete cluster",
+        "create cluster",
+        "get kubeconfig",
+    ]
+    assert "exists but Pulumi has no record of it" in done.stderr
+    assert yaml.safe_load(done.stdout)["kind"] == "Config"
+    assert sorted(clusters(fake_kind)) == ["gantry-sandbox", "other"]
+
+
+@pytest.mark.parametrize("fail", ["create", "kubeconfig"])
+def test_a_failed_create_leaves_no_nodes_behind(fake_kind: Any, fail: str) -> None:
+    done = fake_kind(existing=("other",), fail=fail)
+    assert done.returncode != 0
+    assert calls(fake_kind)[-1] == "delete cluster"
+    assert clusters(fake_kind) == ["other"]  # someone else's cluster is left alone
+    assert "kind: Config" not in done.stdout
+    # ... so the next `up` starts clean.
+    again = fake_kind(existing=tuple(clusters(fake_kind)))
+    assert again.returncode == 0, again.stderr
+    assert "delete cluster" not in calls(fake_kind)
 
 
 def test_program_runs_kind_through_a_command_and_feeds_a_provider(
@@ -115,7 +245,7 @@ def test_program_runs_kind_through_a_command_and_feeds_a_provider(
     assert yaml.safe_load(cmd.inputs["stdin"]) == kind_config(
         KindClusterArgs.from_config(sandbox())
     )
-    assert cmd.inputs["create"].startswith("kind create cluster")
+    assert cmd.inputs["create"] == create_command(KindClusterArgs.from_config(sandbox()))
     assert cmd.inputs["delete"].startswith("kind delete cluster")
     assert cmd.inputs["logging"] == "stderr"  # the kubeconfig on stdout stays out of the logs
     (provider,) = [r for r in index.children(component) if r.type == "pulumi:providers:kubernetes"]

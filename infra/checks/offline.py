@@ -1,0 +1,77 @@
+"""All offline checks of what `pulumi up` would apply, as one call for the CLI and the tests.
+
+    objects, problems = check_apply_set(index, "1.34")
+
+Renders every Helm release with real Helm, then checks the whole set: values against their
+charts, nothing created twice, apply order, monitors that scrape something, and (optionally,
+it takes seconds) every object's schema. One line per problem; empty means all good.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.addons.charts import addon_of
+from infra.addons.values import PLATFORM_DIR
+from infra.checks.apply_order import duplicates, missing_before, release_namespaces
+from infra.checks.apply_set import ApplySet, releases_of
+from infra.checks.chart_values import schema_problems, unread_keys
+from infra.checks.monitors import monitor_problems
+from infra.checks.schemas import crd_schemas, validate_objects
+from infra.helm.template import RenderedRelease
+from infra.render import ResourceIndex
+
+
+def _has_path(data: Any, path: list[str]) -> bool:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return False
+        data = data[key]
+    return True
+
+
+def _where(addon: str, path: str, root: Path) -> str:
+    """The values file(s) that set `path`, else the code that computes it."""
+    files = [
+        f
+        for f in sorted((root / addon).glob("values*.yaml"))
+        if _has_path(yaml.safe_load(f.read_text()) or {}, path.split("."))
+    ]
+    rel = [str(f.relative_to(root.parent)) for f in files]
+    return ", ".join(rel) or f"computed values of {addon} (infra/addons/)"
+
+
+def values_problems(releases: dict[str, RenderedRelease], root: Path = PLATFORM_DIR) -> list[str]:
+    problems = []
+    for rel in releases.values():
+        pinned = rel.inputs.pinned
+        addon = addon_of(pinned)
+        for path in unread_keys(pinned, rel.inputs.values):
+            problems.append(
+                f"{_where(addon, path, root)}: values key {path!r} is not read by chart "
+                f"{pinned.name} {pinned.version} (release {rel.inputs.name})"
+            )
+        for err in schema_problems(pinned, rel.inputs.values):
+            problems.append(f"release {rel.inputs.name}: values.schema.json: {err}")
+    return problems
+
+
+def check_apply_set(
+    index: ResourceIndex, kubernetes_version: str, schemas: bool = True
+) -> tuple[ApplySet, list[str]]:
+    releases = releases_of(index, kubernetes_version)
+    objects = ApplySet(index, releases)
+    problems = [
+        *values_problems(releases),
+        *duplicates(objects),
+        *release_namespaces(objects),
+        *missing_before(objects),
+        *monitor_problems(objects),
+    ]
+    if schemas:
+        manifests = objects.manifests()
+        problems += validate_objects(manifests, kubernetes_version, crds=crd_schemas(manifests))
+    return objects, problems

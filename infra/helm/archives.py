@@ -1,0 +1,73 @@
+"""Where the pinned chart archives are, and the check that they are the pinned ones.
+
+Searched in order: the folders in `GANTRY_CHARTS` (os.pathsep-separated), else
+`../shared/charts` (beside the checkout; CI has it) and `.gantry/charts` (`make charts`).
+An archive counts only if its Chart.yaml says the chart name and version the pin says.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+
+from helm_python import Chart as HelmChart
+
+from infra.addons.charts import CHARTS, Chart
+from infra.config import REPO_ROOT
+
+CHARTS_ENV = "GANTRY_CHARTS"
+DEFAULT_CHART_DIRS = (REPO_ROOT.parent / "shared" / "charts", REPO_ROOT / ".gantry" / "charts")
+HOW_TO_GET = "run `make charts` (pulls the pinned charts into .gantry/charts) or set GANTRY_CHARTS"
+
+
+class ChartsUnavailable(LookupError):
+    """A pinned chart archive is not on this machine; the message says how to get it."""
+
+
+def chart_dirs() -> list[Path]:
+    env = os.environ.get(CHARTS_ENV)
+    dirs = [Path(p) for p in env.split(os.pathsep) if p] if env else list(DEFAULT_CHART_DIRS)
+    return [d for d in dirs if d.is_dir()]
+
+
+def archive_name(chart: Chart) -> str:
+    """`<name>-<version>.tgz`, as `helm pull` saves it (an OCI reference's last segment)."""
+    return f"{chart.name}-{chart.version}.tgz"
+
+
+def find_archive(chart: Chart) -> Path:
+    for folder in chart_dirs():
+        path = folder / archive_name(chart)
+        if path.is_file():
+            return path
+    searched = ", ".join(str(d) for d in chart_dirs()) or "no chart folder exists"
+    raise ChartsUnavailable(
+        f"chart {chart.name} {chart.version} not found ({searched}); {HOW_TO_GET}"
+    )
+
+
+@cache
+def load(chart: Chart) -> HelmChart:
+    """The pinned chart, loaded by Helm (cached: archives are immutable)."""
+    path = find_archive(chart)
+    loaded = HelmChart.load_archive(path.read_bytes())
+    meta = loaded.metadata
+    if (meta.get("name"), meta.get("version")) != (chart.name, chart.version):
+        raise ChartsUnavailable(
+            f"{path} holds {meta.get('name')} {meta.get('version')}, not the pinned "
+            f"{chart.name} {chart.version}; {HOW_TO_GET}"
+        )
+    return loaded
+
+
+def missing_charts() -> list[str]:
+    """One line per pinned chart that cannot be loaded (empty when all are here)."""
+    problems = []
+    for chart in sorted(set(CHARTS.values()), key=lambda c: c.name):
+        try:
+            find_archive(chart)  # not cached: the folders may have changed
+            load(chart)
+        except ChartsUnavailable as err:
+            problems.append(str(err))
+    return problems
