@@ -82,8 +82,9 @@ test: lint checkov-venv prometheus ## lint, then every test (what CI runs)
 render: venv ## write what stack STACK (default sandbox) defines to .gantry/render/STACK
 	$(BIN)/gantry render --stack $(STACK) --out .gantry/render/$(STACK)
 
-bench: venv ## time the whole program under mocks per stack (goal <= 3 s each)
+bench: venv ## time the program under mocks (<= 3 s) and gantry render with every chart (<= 5 s), per stack
 	$(BIN)/python tests/benchmarks/bench_program.py
+	$(BIN)/python tests/benchmarks/bench_render.py
 
 bench-services: venv ## embedder: bare vs Ray Serve vs naive uvicorn (wrk; docs/performance.md)
 	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q wrk; }
