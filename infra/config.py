@@ -16,8 +16,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-# Kubernetes minor versions Gantry is tested against (kind node images, EKS, kubernetes-validate).
-SUPPORTED_K8S_VERSIONS = ("1.31", "1.32", "1.33")
+# Kubernetes minor versions Gantry accepts. 1.34-1.36: EKS standard support as of 2026-11 (it
+# ends 2026-12-02, 2027-03-27 and 2027-08 respectively; later, EKS bills extended support).
+# 1.33: the newest that the pinned Istio 1.27 documents (1.29-1.33); EKS extended support only.
+# Each needs a kind node image (infra/cluster/kind.py) and kubernetes-validate schemas.
+SUPPORTED_K8S_VERSIONS = ("1.33", "1.34", "1.35", "1.36")
 
 # The Pulumi config namespace (the project name in Pulumi.yaml).
 NAMESPACE = "gantry"

@@ -23,6 +23,7 @@ from infra.addons.mesh import (
 )
 from infra.addons.metrics import INFLIGHT_METRIC
 from infra.addons.monitoring import MESH_SCRAPE, PROMETHEUS_URL, Monitoring
+from infra.addons.release import ClusterTarget
 from infra.addons.tenancy import PRIORITY_CLASSES, Priorities, TeamTenancy, quota_hard
 from infra.cluster import ClusterOutputs
 from infra.config import PlatformConfig
@@ -92,19 +93,21 @@ class Platform(pulumi.ComponentResource):
         )
         child = pulumi.ResourceOptions(parent=self)
         kind = cluster.provider_kind
-        mesh = Mesh("mesh", kind, config.domain, child)
+        # No release starts before the cluster has nodes and its own add-ons.
+        target = ClusterTarget(kind, tuple(cluster.ready))
+        mesh = Mesh("mesh", target, config.domain, child)
         monitoring = Monitoring(
             "monitoring",
-            kind,
+            target,
             cluster.storage_class,
             grafana=config.addons.grafana,
             alertmanager=config.addons.alertmanager,
             mesh_ready=mesh.istiod,
             opts=child,
         )
-        autoscaling = Autoscaling("autoscaling", kind, monitoring.stack, child)
+        autoscaling = Autoscaling("autoscaling", target, monitoring.stack, child)
         delivery = Delivery(
-            "delivery", kind, config.addons.loadtester, monitoring.stack, mesh.istiod, child
+            "delivery", target, config.addons.loadtester, monitoring.stack, mesh.istiod, child
         )
         gpu_pools = [p for p in cluster.pools.values() if p.is_gpu]
         stack = gpu_stack(config, kind)
@@ -113,7 +116,7 @@ class Platform(pulumi.ComponentResource):
             gpus = Gpus(
                 "gpus",
                 stack,
-                kind,
+                target,
                 gpu_pools,
                 config.time_slicing_replicas,
                 config.addons.gpu_metrics,

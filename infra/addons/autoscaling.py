@@ -7,14 +7,14 @@ import pulumi
 
 from infra.addons.metrics import adapter_rules
 from infra.addons.monitoring import MONITORING_NAMESPACE, PROMETHEUS_PORT, PROMETHEUS_SERVICE
-from infra.addons.release import helm_release
+from infra.addons.release import ClusterTarget, helm_release
 
 
 class Autoscaling(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        provider_kind: str,
+        target: ClusterTarget,
         prometheus: pulumi.Resource,
         opts: pulumi.ResourceOptions,
     ) -> None:
@@ -24,14 +24,14 @@ class Autoscaling(pulumi.ComponentResource):
             "metrics-server",
             "metrics-server",
             "kube-system",
-            provider_kind,
+            target,
             pulumi.ResourceOptions(parent=self),
         )
         self.adapter = helm_release(
             "prometheus-adapter",
             "prometheus-adapter",
             MONITORING_NAMESPACE,
-            provider_kind,
+            target,
             pulumi.ResourceOptions(parent=self, depends_on=[prometheus]),
             {
                 "prometheus": {

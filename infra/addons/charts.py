@@ -18,7 +18,9 @@ DCGM_EXPORTER_REPO = "https://nvidia.github.io/dcgm-exporter/helm-charts"
 # run:ai publishes the fake GPU operator as an OCI chart (the repository is part of the reference).
 FAKE_GPU_OPERATOR_OCI = "oci://ghcr.io/run-ai/fake-gpu-operator/fake-gpu-operator"
 
-ISTIO_VERSION = "1.27.1"  # supports Kubernetes 1.29-1.33 (our SUPPORTED_K8S_VERSIONS)
+# Documented for Kubernetes 1.29-1.33; the EKS stack's 1.35 is beyond that until Istio is bumped
+# (docs/limitations.md). 1.27.1 is the Istio whose charts are in the pinned archive set.
+ISTIO_VERSION = "1.27.1"
 
 
 @dataclass(frozen=True)

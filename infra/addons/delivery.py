@@ -12,7 +12,7 @@ import pulumi_kubernetes as k8s
 
 from infra.addons.monitoring import PROMETHEUS_URL
 from infra.addons.namespaces import namespace
-from infra.addons.release import helm_release
+from infra.addons.release import ClusterTarget, helm_release
 
 FLAGGER_NAMESPACE = "flagger-system"
 LOADTESTER_RELEASE = "flagger-loadtester"
@@ -25,7 +25,7 @@ class Delivery(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        provider_kind: str,
+        target: ClusterTarget,
         loadtester: bool,
         prometheus: pulumi.Resource,
         istiod: pulumi.Resource,
@@ -37,7 +37,7 @@ class Delivery(pulumi.ComponentResource):
             "flagger",
             "flagger",
             ns.metadata.name,
-            provider_kind,
+            target,
             pulumi.ResourceOptions(parent=self, depends_on=[ns, prometheus, istiod]),
             {"metricsServer": PROMETHEUS_URL},
         )
@@ -47,7 +47,7 @@ class Delivery(pulumi.ComponentResource):
                 LOADTESTER_RELEASE,
                 "flagger-loadtester",
                 ns.metadata.name,
-                provider_kind,
+                target,
                 pulumi.ResourceOptions(parent=self, depends_on=[ns, istiod]),
             )
             k8s.apiextensions.CustomResource(

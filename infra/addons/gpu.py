@@ -15,7 +15,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from infra.addons.namespaces import namespace
-from infra.addons.release import helm_release
+from infra.addons.release import ClusterTarget, helm_release
 from infra.cluster.pools import (
     FAKE_GPU_POOL_LABEL,
     GPU_RESOURCE,
@@ -87,7 +87,7 @@ class Gpus(pulumi.ComponentResource):
         self,
         name: str,
         stack: str,
-        provider_kind: str,
+        target: ClusterTarget,
         gpu_pools: list[PoolScheduling],
         slices: int,
         metrics: bool,
@@ -103,7 +103,7 @@ class Gpus(pulumi.ComponentResource):
                 "fake-gpu-operator",
                 "fake-gpu-operator",
                 ns.metadata.name,
-                provider_kind,
+                target,
                 after,
                 fake_operator_values(gpu_pools, slices),
             )
@@ -124,7 +124,7 @@ class Gpus(pulumi.ComponentResource):
                 "nvidia-device-plugin",
                 "nvidia-device-plugin",
                 ns.metadata.name,
-                provider_kind,
+                target,
                 after,
                 {
                     **_on_gpu_pools(gpu_pools),
@@ -136,7 +136,7 @@ class Gpus(pulumi.ComponentResource):
                     "dcgm-exporter",
                     "dcgm-exporter",
                     ns.metadata.name,
-                    provider_kind,
+                    target,
                     after,
                     _on_gpu_pools(gpu_pools),
                 )

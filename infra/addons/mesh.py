@@ -12,7 +12,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.addons.namespaces import namespace
-from infra.addons.release import helm_release
+from infra.addons.release import ClusterTarget, helm_release
 
 ISTIO_NAMESPACE = "istio-system"
 GATEWAY_NAMESPACE = "istio-ingress"
@@ -29,7 +29,7 @@ class Mesh(pulumi.ComponentResource):
     """The service mesh every model service runs in."""
 
     def __init__(
-        self, name: str, provider_kind: str, domain: str, opts: pulumi.ResourceOptions
+        self, name: str, target: ClusterTarget, domain: str, opts: pulumi.ResourceOptions
     ) -> None:
         super().__init__("gantry:platform:Mesh", name, None, opts)
 
@@ -38,20 +38,20 @@ class Mesh(pulumi.ComponentResource):
 
         system_ns = namespace(ISTIO_NAMESPACE, "privileged", after())
         self.base = helm_release(
-            "istio-base", "istio-base", system_ns.metadata.name, provider_kind, after(system_ns)
+            "istio-base", "istio-base", system_ns.metadata.name, target, after(system_ns)
         )
         cni = helm_release(
-            "istio-cni", "istio-cni", system_ns.metadata.name, provider_kind, after(self.base)
+            "istio-cni", "istio-cni", system_ns.metadata.name, target, after(self.base)
         )
         self.istiod = helm_release(
-            "istiod", "istiod", system_ns.metadata.name, provider_kind, after(self.base, cni)
+            "istiod", "istiod", system_ns.metadata.name, target, after(self.base, cni)
         )
         gateway_ns = namespace(GATEWAY_NAMESPACE, "baseline", after())
         self.gateway = helm_release(
             GATEWAY_RELEASE,
             "istio-gateway",
             gateway_ns.metadata.name,
-            provider_kind,
+            target,
             after(gateway_ns, self.istiod),
         )
         # Mesh-wide: a PeerAuthentication named `default` in the root namespace applies to

@@ -17,7 +17,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from infra.addons.namespaces import namespace
-from infra.addons.release import helm_release
+from infra.addons.release import ClusterTarget, helm_release
 from infra.addons.values import PLATFORM_DIR, RULES_DIR
 from infra.cluster.pools import POOL_KIND_LABEL, POOL_LABEL
 
@@ -74,7 +74,7 @@ class Monitoring(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        provider_kind: str,
+        target: ClusterTarget,
         storage_class: str,
         grafana: bool,
         alertmanager: bool,
@@ -104,7 +104,7 @@ class Monitoring(pulumi.ComponentResource):
             "kube-prometheus-stack",
             "kube-prometheus-stack",
             ns.metadata.name,
-            provider_kind,
+            target,
             pulumi.ResourceOptions(parent=self, depends_on=[ns, mesh_ready]),
             computed,
         )

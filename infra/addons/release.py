@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -19,15 +20,26 @@ from infra.addons.values import addon_values
 RELEASE_TIMEOUT_S = 900
 
 
+@dataclass(frozen=True)
+class ClusterTarget:
+    """The cluster every release goes to: which provider made it (selects the values overlay)
+    and what must be up before any release starts (ClusterOutputs.ready: nodes, storage)."""
+
+    provider_kind: str
+    ready: tuple[pulumi.Resource, ...] = ()
+
+
 def helm_release(
     name: str,
     addon: str,
     namespace: pulumi.Input[str],
-    provider_kind: str,
+    target: ClusterTarget,
     opts: pulumi.ResourceOptions,
     computed: Mapping[str, Any] | None = None,
 ) -> k8s.helm.v3.Release:
     chart = CHARTS[addon]
+    # Explicit on every release: Pulumi does not pass a component's depends_on to its children.
+    opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(target.ready)))
     return k8s.helm.v3.Release(
         name,
         k8s.helm.v3.ReleaseArgs(
@@ -39,7 +51,7 @@ def helm_release(
             ),
             namespace=namespace,
             create_namespace=False,  # namespaces are ours, with PSS labels
-            values=addon_values(addon, provider_kind, computed),
+            values=addon_values(addon, target.provider_kind, computed),
             timeout=RELEASE_TIMEOUT_S,
             cleanup_on_fail=True,
         ),

@@ -125,4 +125,10 @@ class ApplySet:
         return provider.stage == "crds" or consumer.stage != "crds"
 
     def owner_depends_on(self, consumer_owner: str, provider_owner: str) -> bool:
-        return provider_owner in self._before.get(consumer_owner, frozenset())
+        """Whether `consumer_owner` waits for `provider_owner`. The SDK records a dependency on a
+        component as one on the resources under it, so a component counts when all do."""
+        before = self._before.get(consumer_owner, frozenset())
+        if provider_owner in before:
+            return True
+        leaves = [d for d in self._descendants(provider_owner) if d not in self._children]
+        return bool(leaves) and all(leaf in before for leaf in leaves)

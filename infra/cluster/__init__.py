@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import pulumi
@@ -23,3 +23,8 @@ class ClusterOutputs:
     # StorageClass for persistent volumes (Prometheus): per provider.
     storage_class: str
     kubernetes_version: str
+    # What must exist before workloads are applied: depend on these (`depends_on=ready`) so that
+    # Helm releases wait for nodes to join and for the cluster's own add-ons. EKS: the node
+    # pools, the Pod Identity agent and the EBS storage (CSI driver, gp3 StorageClass); kind: the
+    # command that creates the cluster; existing: nothing (the cluster is already up).
+    ready: list[pulumi.Resource] = field(default_factory=list)

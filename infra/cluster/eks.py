@@ -1,15 +1,17 @@
 """eks provider: an AWS EKS cluster (pulumi_eks) with one managed node group per pool.
 
 The node groups carry the pool's labels and taints (GPU pools: the NVIDIA taint and an AL2023
-NVIDIA AMI), the pool's scaling bounds, and the cluster-autoscaler discovery and node-template
-tags. Never applied in CI: tests check the inputs handed to pulumi_eks under mocks.
+NVIDIA AMI) and the pool's sizes; their Auto Scaling groups carry the cluster-autoscaler
+node-template tags. The VPC CNI enforces NetworkPolicies; the EBS CSI driver gets its own IAM
+role through EKS Pod Identity. Never applied in CI: tests check the inputs under mocks.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 import pulumi_aws as aws
@@ -30,15 +32,42 @@ TAINT_EFFECTS = {
     "PreferNoSchedule": "PREFER_NO_SCHEDULE",
     "NoExecute": "NO_EXECUTE",
 }
-# Managed policies every node needs: join the cluster, pod networking, pull from ECR, and EBS
-# volumes for the gp3 StorageClass (the EBS CSI add-on uses the node role).
+_MANAGED = "arn:aws:iam::aws:policy"
+# Managed policies every node needs: join the cluster (it also lets the Pod Identity agent fetch
+# pod credentials), pod networking, pulling from ECR. Nothing else runs as the node role.
 NODE_POLICIES = (
-    "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
-    "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
-    "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
-    "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy",
+    f"{_MANAGED}/AmazonEKSWorkerNodePolicy",
+    f"{_MANAGED}/AmazonEKS_CNI_Policy",
+    f"{_MANAGED}/AmazonEC2ContainerRegistryReadOnly",
 )
+# The EBS CSI controller's own role: AL2023 nodes answer IMDSv2 with a hop limit of 1, so pods
+# cannot borrow the node role, and the gp3 volumes would never be created.
+EBS_CSI_POLICY = f"{_MANAGED}/service-role/AmazonEBSCSIDriverPolicy"
+EBS_CSI_NAMESPACE = "kube-system"
+EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"  # created by the aws-ebs-csi-driver add-on
+# Who may assume a role handed out by EKS Pod Identity (the EKS Auth service).
+POD_IDENTITY_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "pods.eks.amazonaws.com"},
+            "Action": ["sts:AssumeRole", "sts:TagSession"],
+        }
+    ],
+}
+NODE_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "ec2.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
 STORAGE_CLASS = "gp3"
+_AUTOSCALER = "k8s.io/cluster-autoscaler"
 
 
 @dataclass(frozen=True)
@@ -64,16 +93,22 @@ class EksClusterArgs:
         )
 
 
-def autoscaler_tags(cluster_name: str, facts: PoolScheduling) -> dict[str, str]:
-    """Cluster-autoscaler tags: auto-discovery, plus node templates so a pool scales from 0."""
-    prefix = "k8s.io/cluster-autoscaler"
-    tags = {f"{prefix}/enabled": "true", f"{prefix}/{cluster_name}": "owned"}
-    for key, value in facts.node_labels.items():
-        tags[f"{prefix}/node-template/label/{key}"] = value
+def discovery_tags(cluster_name: str) -> dict[str, str]:
+    """Cluster-autoscaler auto-discovery tags (EKS puts them on the group's ASG by itself too)."""
+    return {f"{_AUTOSCALER}/enabled": "true", f"{_AUTOSCALER}/{cluster_name}": "owned"}
+
+
+def node_template_tags(facts: PoolScheduling) -> dict[str, str]:
+    """What a node of the pool will look like, so a cluster autoscaler can scale it from 0.
+
+    The autoscaler reads these from the Auto Scaling group, never from the node group resource.
+    """
+    prefix = f"{_AUTOSCALER}/node-template"
+    tags = {f"{prefix}/label/{key}": value for key, value in facts.node_labels.items()}
     for t in facts.taints:
-        tags[f"{prefix}/node-template/taint/{t.key}"] = f"{t.value}:{t.effect}"
+        tags[f"{prefix}/taint/{t.key}"] = f"{t.value}:{t.effect}"
     if facts.gpu_resource:
-        tags[f"{prefix}/node-template/resources/{facts.gpu_resource}"] = str(facts.gpus_per_node)
+        tags[f"{prefix}/resources/{facts.gpu_resource}"] = str(facts.gpus_per_node)
     return tags
 
 
@@ -84,6 +119,9 @@ def node_group_inputs(cluster_name: str, pool: Pool) -> dict[str, Any]:
         "instance_types": [pool.instance_type],
         "ami_type": AMI_TYPES[pool.kind],
         "disk_size": DISK_GIB[pool.kind],
+        # Applied on every `up`: Gantry installs no node autoscaler, so the stack is the only
+        # owner of desired_size (ignoring it would also make EKS reject a min_size above the
+        # frozen value).
         "scaling_config": aws.eks.NodeGroupScalingConfigArgs(
             min_size=pool.min_size, max_size=pool.max_size, desired_size=pool.desired
         ),
@@ -92,12 +130,125 @@ def node_group_inputs(cluster_name: str, pool: Pool) -> dict[str, Any]:
             aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value, effect=TAINT_EFFECTS[t.effect])
             for t in facts.taints
         ],
-        "tags": {POOL_LABEL: pool.name, **autoscaler_tags(cluster_name, facts)},
+        # These tag the node group resource only; EKS copies none of them to its ASG.
+        "tags": {POOL_LABEL: pool.name, **discovery_tags(cluster_name)},
     }
 
 
+def _first_asg(resources: Sequence[aws.eks.outputs.NodeGroupResource] | None) -> str | None:
+    groups = resources[0].autoscaling_groups if resources else None
+    return groups[0].name if groups else None
+
+
+def asg_name(node_group: pulumi.Output[aws.eks.NodeGroup]) -> pulumi.Output[str]:
+    """The name of the Auto Scaling group EKS made for a managed node group (one per group)."""
+
+    def of(group: aws.eks.NodeGroup | None) -> pulumi.Input[str | None]:
+        # None only offline: pulumi_eks' children do not exist under mocks (`gantry render`).
+        return group.resources.apply(_first_asg) if group is not None else None
+
+    return cast(pulumi.Output[str], node_group.apply(of))
+
+
+def _tag_suffix(key: str) -> str:
+    """`.../node-template/taint/nvidia.com/gpu` -> `taint-nvidia.com-gpu` (unique per pool)."""
+    return key.removeprefix(f"{_AUTOSCALER}/node-template/").replace("/", "-")
+
+
+@dataclass(frozen=True)
+class EksNodePoolArgs:
+    cluster_name: str
+    pool: Pool
+    cluster: eks.Cluster
+    node_role: aws.iam.Role
+    depends_on: tuple[pulumi.Resource, ...] = ()  # the node role's policy attachments
+
+
+class EksNodePool(pulumi.ComponentResource):
+    """One pool: a managed node group, and its node-template tags on the group's ASG."""
+
+    def __init__(
+        self, name: str, args: EksNodePoolArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("gantry:cluster:EksNodePool", name, None, opts)
+        group = eks.ManagedNodeGroup(
+            name,
+            cluster=args.cluster,
+            node_role=args.node_role,
+            **node_group_inputs(args.cluster_name, args.pool),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+        )
+        asg = asg_name(group.node_group)
+        for key, value in node_template_tags(scheduling(args.pool)).items():
+            aws.autoscaling.Tag(
+                f"{name}-{_tag_suffix(key)}",
+                autoscaling_group_name=asg,
+                # A hint for the autoscaler, not an instance tag.
+                tag=aws.autoscaling.TagTagArgs(key=key, value=value, propagate_at_launch=False),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        self.register_outputs({})
+
+
+@dataclass(frozen=True)
+class EbsStorageArgs:
+    cluster_name: str
+    cluster: eks.Cluster
+    k8s_provider: k8s.Provider
+    depends_on: tuple[pulumi.Resource, ...] = ()  # nodes and the Pod Identity agent
+
+
+class EbsStorage(pulumi.ComponentResource):
+    """EBS volumes for PersistentVolumeClaims: the EBS CSI driver add-on, its IAM role through
+    EKS Pod Identity, and the default gp3 StorageClass."""
+
+    def __init__(
+        self, name: str, args: EbsStorageArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("gantry:cluster:EbsStorage", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        role = aws.iam.Role(
+            f"{name}-csi", assume_role_policy=json.dumps(POD_IDENTITY_TRUST), opts=child
+        )
+        policy = aws.iam.RolePolicyAttachment(
+            f"{name}-csi", role=role.name, policy_arn=EBS_CSI_POLICY, opts=child
+        )
+        # Before the driver's pods start: EKS injects the credentials when a pod is created.
+        association = aws.eks.PodIdentityAssociation(
+            f"{name}-csi",
+            cluster_name=args.cluster_name,
+            namespace=EBS_CSI_NAMESPACE,
+            service_account=EBS_CSI_SERVICE_ACCOUNT,
+            role_arn=role.arn,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.cluster]),
+        )
+        driver = eks.Addon(
+            f"{name}-csi",
+            cluster=args.cluster,
+            addon_name="aws-ebs-csi-driver",
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*args.depends_on, association, policy]
+            ),
+        )
+        k8s.storage.v1.StorageClass(
+            f"{name}-{STORAGE_CLASS}",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=STORAGE_CLASS,
+                annotations={"storageclass.kubernetes.io/is-default-class": "true"},
+            ),
+            provisioner="ebs.csi.aws.com",
+            parameters={"type": "gp3"},
+            volume_binding_mode="WaitForFirstConsumer",
+            allow_volume_expansion=True,
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=args.k8s_provider, depends_on=[driver]
+            ),
+        )
+        self.register_outputs({})
+
+
 class EksCluster(pulumi.ComponentResource):
-    """An EKS cluster, a node IAM role, one managed node group per pool, and a gp3 StorageClass."""
+    """An EKS cluster, a node IAM role, a node pool per pool, Pod Identity and EBS storage."""
 
     outputs: ClusterOutputs
 
@@ -108,26 +259,12 @@ class EksCluster(pulumi.ComponentResource):
         aws_provider = aws.Provider(
             f"{name}-aws", region=args.region, opts=pulumi.ResourceOptions(parent=self)
         )
-        child = pulumi.ResourceOptions(parent=self, provider=aws_provider)
-        role = aws.iam.Role(
-            f"{name}-node",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "ec2.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
-            opts=child,
-        )
+        # Children inherit the provider: plain AWS resources and pulumi_eks' components alike.
+        on_aws = pulumi.ResourceOptions(parent=self, providers={"aws": aws_provider})
+        role = aws.iam.Role(f"{name}-node", assume_role_policy=json.dumps(NODE_TRUST), opts=on_aws)
         attachments = [
             aws.iam.RolePolicyAttachment(
-                f"{name}-node-{arn.rsplit('/', 1)[1]}", role=role.name, policy_arn=arn, opts=child
+                f"{name}-node-{arn.rsplit('/', 1)[1]}", role=role.name, policy_arn=arn, opts=on_aws
             )
             for arn in NODE_POLICIES
         ]
@@ -141,49 +278,39 @@ class EksCluster(pulumi.ComponentResource):
             skip_default_node_group=True,
             instance_roles=[role],
             authentication_mode=eks.AuthenticationMode.API,
-            # IRSA for the cluster autoscaler and other add-ons of the platform layer.
+            # IRSA for add-ons of the platform layer that want it (Pod Identity needs none).
             create_oidc_provider=True,
+            # The VPC CNI enforces NetworkPolicies only when asked to (the teams' default-deny).
+            vpc_cni_options=eks.VpcCniOptionsArgs(enable_network_policy=True),
             tags={"gantry.dev/cluster": args.name},
-            opts=pulumi.ResourceOptions(parent=self, providers={"aws": aws_provider}),
+            opts=on_aws,
         )
-        node_groups = [
-            eks.ManagedNodeGroup(
+        pools = [
+            EksNodePool(
                 f"{name}-{pool.name}",
-                cluster=cluster,
-                node_role=role,
-                # The cluster autoscaler owns desired_size once running; don't undo its work.
-                ignore_scaling_changes=True,
-                **node_group_inputs(args.name, pool),
-                opts=pulumi.ResourceOptions(
-                    parent=self, providers={"aws": aws_provider}, depends_on=attachments
-                ),
+                EksNodePoolArgs(args.name, pool, cluster, role, tuple(attachments)),
+                opts=on_aws,
             )
             for pool in args.pools
         ]
-        # The EBS CSI driver backs the gp3 StorageClass; its pods need nodes to become healthy.
-        ebs_csi = eks.Addon(
-            f"{name}-ebs-csi",
+        # Hands pods the IAM role of their service account (EKS Pod Identity); a DaemonSet.
+        pod_identity = eks.Addon(
+            f"{name}-pod-identity",
             cluster=cluster,
-            addon_name="aws-ebs-csi-driver",
+            addon_name="eks-pod-identity-agent",
             opts=pulumi.ResourceOptions(
-                parent=self, providers={"aws": aws_provider}, depends_on=node_groups
+                parent=self, providers={"aws": aws_provider}, depends_on=pools
             ),
         )
         kubeconfig: pulumi.Output[str] = pulumi.Output.secret(cluster.kubeconfig_json)
         provider = k8s.Provider(
             f"{name}-k8s", kubeconfig=kubeconfig, opts=pulumi.ResourceOptions(parent=self)
         )
-        k8s.storage.v1.StorageClass(
-            f"{name}-{STORAGE_CLASS}",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=STORAGE_CLASS,
-                annotations={"storageclass.kubernetes.io/is-default-class": "true"},
-            ),
-            provisioner="ebs.csi.aws.com",
-            parameters={"type": "gp3"},
-            volume_binding_mode="WaitForFirstConsumer",
-            allow_volume_expansion=True,
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[ebs_csi]),
+        # The driver's pods need nodes and the agent to become healthy.
+        storage = EbsStorage(
+            f"{name}-ebs",
+            EbsStorageArgs(args.name, cluster, provider, (*pools, pod_identity)),
+            opts=on_aws,
         )
         self.outputs = ClusterOutputs(
             name=args.name,
@@ -193,5 +320,6 @@ class EksCluster(pulumi.ComponentResource):
             pools=pool_facts(list(args.pools)),
             storage_class=STORAGE_CLASS,
             kubernetes_version=args.kubernetes_version,
+            ready=[*pools, pod_identity, storage],
         )
         self.register_outputs({"kubeconfig": kubeconfig})

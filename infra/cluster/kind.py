@@ -24,12 +24,8 @@ from infra.config import GantryConfig, Pool
 # notes publish them (kind guarantees an image only with the release it was built for).
 KIND_VERSION = "v0.33.0"
 KIND_NODE_IMAGES = {
-    # kind v0.33.0 publishes no image older than 1.34: these are kind v0.29.0's, which newer
-    # kind runs on a best-effort basis (it still bootstraps them with kubeadm v1beta3).
-    "1.31": "kindest/node:v1.31.9@sha256:"
-    "b94a3a6c06198d17f59cca8c6f486236fa05e2fb359cbd75dabbfc348a10b211",
-    "1.32": "kindest/node:v1.32.5@sha256:"
-    "e3b2327e3a5ab8c76f5ece68936e4cafaa82edf58486b769727ab0b3b97a5b0d",
+    # kind v0.33.0 publishes no image older than 1.34: this is kind v0.29.0's, which newer
+    # kind runs on a best-effort basis (it still bootstraps it with kubeadm v1beta3).
     "1.33": "kindest/node:v1.33.1@sha256:"
     "050072256b9a903bd914c0b2866828150cb229cea0efe5892e2b644d5dd3b34f",
     # kind v0.33.0's release notes ("Images pre-built for this release").
@@ -39,8 +35,8 @@ KIND_NODE_IMAGES = {
     "07b2536e30b803ed61d1677a79df6115f798ce64c80f9e22f6ed45afd09323c0",
     "1.36": "kindest/node:v1.36.4@sha256:"
     "099e049362a1526b2db71494e1947aae99bd16290d7c895f2b7ea312e3cbfaed",
-    "1.37": "kindest/node:v1.37.0@sha256:"
-    "a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5",
+    # kind v0.33.0 also has v1.37.0 (sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89
+    # adff580ae5): add it here when infra/config.py accepts 1.37 (not on EKS yet).
 }
 # kind's default StorageClass (rancher local-path provisioner).
 KIND_STORAGE_CLASS = "standard"
@@ -194,5 +190,6 @@ class KindCluster(pulumi.ComponentResource):
             pools=pool_facts(list(args.pools)),
             storage_class=KIND_STORAGE_CLASS,
             kubernetes_version=args.kubernetes_version,
+            ready=[cluster],  # kind waits for the nodes (`--wait`) before it prints a kubeconfig
         )
         self.register_outputs({"kubeconfig": kubeconfig, "kindConfig": config_yaml})

@@ -7,9 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate.utils
 import pytest
 
-from infra.config import ConfigError, load_config, read_stack_file
+from infra.config import SUPPORTED_K8S_VERSIONS, ConfigError, load_config, read_stack_file
 
 REPO = Path(__file__).resolve().parents[2]
 Raw = dict[str, Any]
@@ -91,6 +92,17 @@ BAD_CONFIGS: dict[str, tuple[Callable[[Raw], None], str, str]] = {
         "gantry:pools[0].desired_size",
         "outside",
     ),
+    # The stack's desired_size is applied to the node groups: EKS rejects one below min_size.
+    "desired below min": (
+        _set("pools.0.min_size", 2),
+        "gantry:pools[0].desired_size",
+        "outside min_size..max_size (2..",
+    ),
+    "version past EKS extended support": (
+        _set("cluster.kubernetes_version", "1.31"),
+        "gantry:cluster.kubernetes_version",
+        "1.36",
+    ),
     "bad label key": (_set("pools.0.labels", {"bad key!": "x"}), "gantry:pools[0].labels", "label"),
     "bad pool name": (_set("pools.0.name", "CPU_Pool"), "gantry:pools[0].name", "DNS label"),
     "no cpu pool": (_only_gpu_pools, "gantry:pools", "cpu pool"),
@@ -147,3 +159,12 @@ def test_missing_stack_file_is_a_config_error(tmp_path: Any) -> None:
 
     with pytest.raises(ConfigError, match="does not exist"):
         load_stack_file(tmp_path / "Pulumi.nope.yaml")
+
+
+@pytest.mark.parametrize("version", SUPPORTED_K8S_VERSIONS)
+def test_supported_kubernetes_versions_load_and_have_schemas(version: str) -> None:
+    raw = sandbox_raw()
+    raw["cluster"]["kubernetes_version"] = version
+    assert load_config(raw).cluster.kubernetes_version == version
+    # The offline checks validate every object against this version's OpenAPI schemas.
+    assert f"{version}.0" in kubernetes_validate.utils.all_versions()

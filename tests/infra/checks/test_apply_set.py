@@ -46,7 +46,7 @@ def _one_off(program: Callable[[GantryConfig], Any]) -> ApplySet:
 def test_flagger_with_crd_create_is_an_object_created_twice() -> None:
     needs_charts()
     from infra.addons.charts import CHARTS
-    from infra.addons.release import helm_release
+    from infra.addons.release import ClusterTarget, helm_release
 
     def program(_: GantryConfig) -> None:
         ns = k8s.core.v1.Namespace("ns", metadata={"name": "flagger-system"})
@@ -54,7 +54,7 @@ def test_flagger_with_crd_create_is_an_object_created_twice() -> None:
             "flagger",
             "flagger",
             ns.metadata.name,
-            "kind",
+            ClusterTarget("kind"),
             pulumi.ResourceOptions(depends_on=[ns]),
             {"crd": {"create": True}},
         )
@@ -182,3 +182,23 @@ def test_the_fake_gpu_exporter_is_scraped_by_prometheus(apply_set: Checked) -> N
         for m in monitors
     )
     assert not [p for p in problems if "gpu-system" in p]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_release_waits_for_the_cluster_to_be_ready(stack: str) -> None:
+    """Nodes (and on EKS the storage add-on) before any Helm release: read from the graph."""
+    needs_charts()
+    from infra.program import build
+
+    ready: list[pulumi.Resource] = []
+    index = run_offline(
+        stack_config(stack), stack, program=lambda cfg: ready.extend(build(cfg).ready)
+    )
+    objects = ApplySet(index, {})
+    ready_urns = [
+        r.urn for r in index if any((r.name, r.type) == (x._name, x._type) for x in ready)
+    ]
+    assert ready_urns and len(ready_urns) == len(ready)
+    for release in index.helm_releases():
+        missing = [u for u in ready_urns if not objects.owner_depends_on(release.urn, u)]
+        assert missing == [], f"release {release.name} does not wait for {missing}"

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from infra.cluster.existing import ExistingCluster, ExistingClusterArgs
 from infra.config import ConfigError, GantryConfig, load_config, read_stack_file
-from infra.render import FAKE_KUBECONFIG, ResourceIndex
+from infra.render import FAKE_KUBECONFIG, ResourceIndex, run_offline
 
 REPO = Path(__file__).resolve().parents[3]
 RunConfig = Callable[[GantryConfig, str], ResourceIndex]
@@ -38,6 +39,18 @@ def test_existing_cluster_registers_only_a_provider(tmp_path: Path, run_config: 
         index.parent_of(c) is not component for c in index.of_type("command:local:Command")
     )
     assert not [r for r in index if r.type.startswith(("eks:", "aws:"))]
+
+
+def test_existing_cluster_has_nothing_to_wait_for(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(FAKE_KUBECONFIG)
+    built: list[ExistingCluster] = []
+
+    def program(cfg: GantryConfig) -> None:
+        built.append(ExistingCluster("prod", ExistingClusterArgs.from_config(cfg)))
+
+    run_offline(existing(kubeconfig), "existing-ready", program=program)
+    assert built[0].outputs.ready == []  # the cluster and its nodes are already up
 
 
 def test_missing_kubeconfig_is_a_one_line_config_error(
