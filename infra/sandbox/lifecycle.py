@@ -187,7 +187,11 @@ def _up_locked(plan: Plan, paths: Paths, step: Step) -> SandboxState:
             rules.write_text(yaml.safe_dump(prometheus.sandbox_rules(), sort_keys=False))
             cfg_file = prom_dir / "prometheus.yml"
             cfg_file.write_text(
-                yaml.safe_dump(prometheus.config(temp_dir, s.scrape_interval_s, [rules]))
+                yaml.safe_dump(
+                    prometheus.config(
+                        prometheus.discovery_file(temp_dir), s.scrape_interval_s, [rules]
+                    )
+                )
             )
             log = paths.logs / "prometheus.log"
             argv = prometheus.argv(prom_bin, cfg_file, prom_dir / "data", ports["prometheus"])

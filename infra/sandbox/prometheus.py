@@ -1,9 +1,14 @@
 """The sandbox's Prometheus: a real server on loopback, scraping Ray through its discovery file.
 
-Ray writes every node's metrics endpoint (head and autoscaled pool nodes alike) to
-`<ray temp dir>/prom_metrics_service_discovery.json`; Prometheus reads it with `file_sd_configs`.
-That is the only scrape job: adding Ray's port statically as well would scrape each target
-twice and double every `sum`. Data stays under the sandbox's state dir.
+Ray's head rewrites every node's metrics endpoint (head and autoscaled pool nodes alike) every
+5 s into `<session dir>/prom_metrics_service_discovery.json`, by an atomic rename; Prometheus reads
+it with `file_sd_configs`. That is the only scrape job: adding Ray's port statically as well would
+scrape each target twice and double every `sum`. Data stays under the sandbox's state dir.
+
+The file must be the one in the session dir: `<ray temp dir>/prom_metrics_service_discovery.json`
+is only a symlink to it, and Prometheus watches the folder of the path it is given, where a
+rewrite behind the link raises no event. Prometheus then re-read it only every 5 minutes, so a
+node the autoscaler added (a canary's replica) stayed unscraped for minutes.
 """
 
 from __future__ import annotations
@@ -34,7 +39,13 @@ def binary() -> str | None:
     return shutil.which("prometheus")
 
 
-def config(ray_temp_dir: Path, scrape_interval_s: float, rule_files: list[Path]) -> dict[str, Any]:
+def discovery_file(ray_temp_dir: Path) -> Path:
+    """Where Ray's head writes the discovery file: its session dir (session_latest resolved,
+    so that Prometheus watches the folder the file is really renamed into)."""
+    return (ray_temp_dir / "session_latest").resolve() / DISCOVERY_FILE
+
+
+def config(discovery: Path, scrape_interval_s: float, rule_files: list[Path]) -> dict[str, Any]:
     interval = f"{max(1, round(scrape_interval_s))}s"
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
@@ -42,7 +53,8 @@ def config(ray_temp_dir: Path, scrape_interval_s: float, rule_files: list[Path])
         "scrape_configs": [
             {
                 "job_name": "ray",
-                "file_sd_configs": [{"files": [str(ray_temp_dir / DISCOVERY_FILE)]}],
+                # Re-read on every change (watched) and, should an event be missed, this often.
+                "file_sd_configs": [{"files": [str(discovery)], "refresh_interval": interval}],
             }
         ],
     }

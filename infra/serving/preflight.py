@@ -3,11 +3,11 @@
 1. Schedulability: the program rendered offline (the same engine-less run as `gantry render`),
    every pod template placed on the pool model and every quota summed (infra/checks/
    schedulability.py). Problems print one line each and stop the command (exit 2).
-2. The whole apply set (infra/checks/offline.py): every Helm release rendered by real Helm from
+2. For `up` with services to build: Docker, which builds the images. (On the kind stack the
+   cluster prerequisites already demand it.)
+3. The whole apply set (infra/checks/offline.py): every Helm release rendered by real Helm from
    the pinned archives (`make charts` fetches them), values checked against their charts,
    nothing created twice, apply order, monitors, schemas.
-3. For `up` with services to build: Docker, which builds the images. (On the kind stack the
-   cluster prerequisites already demand it.)
 """
 
 from __future__ import annotations
@@ -48,6 +48,13 @@ def preflight(stack: str, operation: str) -> None:
             "Fix the service's service.yaml, the stack's pools or platform/teams.yaml quotas.",
         )
     console.print(f"[green]ok[/] every pod of stack [bold]{stack}[/] fits a pool and its quota")
+    builds_images = bool(index.of_type("gantry:serving:ServiceImage"))
+    if operation == "up" and builds_images and cfg.cluster.provider != "kind":
+        require_binary("docker", "it builds the service images", DOCKER_HINT)
+        if not command_ok(["docker", "info"]):
+            fail(
+                "Docker is installed but its daemon is not reachable (`docker info`).", DOCKER_HINT
+            )
     with console.status("Rendering every Helm release and checking the whole apply set"):
         try:
             _, problems = check_apply_set(index, cfg.cluster.kubernetes_version)
@@ -60,10 +67,3 @@ def preflight(stack: str, operation: str) -> None:
             f"{len(problems)} problem(s) in what stack {stack!r} would apply; nothing was applied."
         )
     console.print(f"[green]ok[/] every object stack [bold]{stack}[/] would apply checks out")
-    builds_images = bool(index.of_type("gantry:serving:ServiceImage"))
-    if operation == "up" and builds_images and cfg.cluster.provider != "kind":
-        require_binary("docker", "it builds the service images", DOCKER_HINT)
-        if not command_ok(["docker", "info"]):
-            fail(
-                "Docker is installed but its daemon is not reachable (`docker info`).", DOCKER_HINT
-            )

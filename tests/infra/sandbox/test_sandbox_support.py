@@ -34,10 +34,24 @@ def test_long_state_dir_gets_a_short_ray_temp_dir(tmp_path: Path) -> None:
 
 
 def test_prometheus_scrapes_only_rays_discovery_file(tmp_path: Path) -> None:
-    cfg = prometheus.config(tmp_path, 2, [])
+    cfg = prometheus.config(tmp_path / prometheus.DISCOVERY_FILE, 2, [])
     jobs = cfg["scrape_configs"]
     assert len(jobs) == 1 and "static_configs" not in jobs[0]
-    assert jobs[0]["file_sd_configs"][0]["files"] == [str(tmp_path / prometheus.DISCOVERY_FILE)]
+    (sd,) = jobs[0]["file_sd_configs"]
+    assert sd["files"] == [str(tmp_path / prometheus.DISCOVERY_FILE)]
+    assert sd["refresh_interval"] == "2s"  # not Prometheus' default 5m, should an event be lost
+
+
+def test_prometheus_watches_the_folder_ray_really_writes_the_discovery_file_in(
+    tmp_path: Path,
+) -> None:
+    """Ray 2.60 renames the file into its session dir and leaves a symlink in the temp dir:
+    watching the symlink's folder sees no change, so new nodes went unscraped for minutes."""
+    session = tmp_path / "ray" / "session_2026-11-30_13-00-00_000000_1"
+    session.mkdir(parents=True)
+    (tmp_path / "ray" / "session_latest").symlink_to(session.name)
+    (tmp_path / "ray" / prometheus.DISCOVERY_FILE).symlink_to(session / prometheus.DISCOVERY_FILE)
+    assert prometheus.discovery_file(tmp_path / "ray") == session / prometheus.DISCOVERY_FILE
     assert "--web.listen-address=127.0.0.1:9999" in prometheus.argv("p", Path("c"), Path("d"), 9999)
 
 
