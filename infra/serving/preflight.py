@@ -40,13 +40,11 @@ def preflight(stack: str, operation: str) -> None:
             index, problems = schedulability_problems(cfg, stack)
         except ConfigError as err:
             fail(str(err))
-    if problems:
-        for line in problems:
-            err_console.print(f"  {line}", soft_wrap=True, markup=False)
-        fail(
-            f"{len(problems)} scheduling problem(s) in stack {stack!r}; nothing was applied.",
-            "Fix the service's service.yaml, the stack's pools or platform/teams.yaml quotas.",
-        )
+    _stop_on(
+        problems,
+        f"{len(problems)} scheduling problem(s) in stack {stack!r}; nothing was applied.",
+        "Fix the service's service.yaml, the stack's pools or platform/teams.yaml quotas.",
+    )
     console.print(f"[green]ok[/] every pod of stack [bold]{stack}[/] fits a pool and its quota")
     builds_images = bool(index.of_type("gantry:serving:ServiceImage"))
     if operation == "up" and builds_images and cfg.cluster.provider != "kind":
@@ -60,10 +58,15 @@ def preflight(stack: str, operation: str) -> None:
             _, problems = check_apply_set(index, cfg.cluster.kubernetes_version)
         except ChartsUnavailable as err:
             fail(str(err))
+    _stop_on(
+        problems, f"{len(problems)} problem(s) in what stack {stack!r} would apply; none applied."
+    )
+    console.print(f"[green]ok[/] every object stack [bold]{stack}[/] would apply checks out")
+
+
+def _stop_on(problems: list[str], message: str, hint: str | None = None) -> None:
+    """Print each problem on its own line, then exit 2, when there are any."""
     if problems:
         for line in problems:
             err_console.print(f"  {line}", soft_wrap=True, markup=False)
-        fail(
-            f"{len(problems)} problem(s) in what stack {stack!r} would apply; nothing was applied."
-        )
-    console.print(f"[green]ok[/] every object stack [bold]{stack}[/] would apply checks out")
+        fail(message, hint)
