@@ -62,7 +62,7 @@ class ApplySet:
             self.entries.append(Entry(r.manifest(), r.urn, r.name, "object", f"object {r.name}"))
         for urn, rel in releases.items():
             name = rel.inputs.name
-            for crd in rel.crds:
+            for crd in rel.crd_heads:
                 self.entries.append(Entry(crd, urn, name, "crds", f"release {name}, crds/"))
             for path, docs in rel.templates.items():
                 file = path.split("/", 1)[1]

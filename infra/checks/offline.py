@@ -72,6 +72,8 @@ def check_apply_set(
         *monitor_problems(objects),
     ]
     if schemas:
-        manifests = objects.manifests()
+        # The CRDs in full (the set holds them without their schemas).
+        crds = [crd for rel in releases.values() for crd in rel.crds]
+        manifests = [*(e.manifest for e in objects if e.stage != "crds"), *crds]
         problems += validate_objects(manifests, kubernetes_version, crds=crd_schemas(manifests))
     return objects, problems

@@ -23,15 +23,22 @@ def write_releases(releases: list[RenderedRelease], out: Path) -> int:
     for rel in releases:
         folder = out / "releases" / rel.inputs.name
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "values.yaml").write_text(yaml.safe_dump(rel.values, sort_keys=False))
-        for obj in rel.crds:
-            _write(folder / "crds", obj)
+        (folder / "values.yaml").write_text(_dump(rel.values))
+        # As the charts ship them (one file may hold several CRDs).
+        (folder / "crds").mkdir(exist_ok=True)
+        for path, text in rel.crd_files.items():
+            (folder / "crds" / path.replace("/", "_")).write_text(text)
         for obj in rel.objects:
             _write(folder / ("hooks" if is_hook(obj) else "objects"), obj)
-        count += len(rel.crds) + len(rel.objects)
+        count += len(rel.crd_heads) + len(rel.objects)
     return count
+
+
+def _dump(data: dict[str, Any]) -> str:
+    # libyaml's emitter: the charts' CRDs are megabytes, PyYAML's own takes seconds for them.
+    return yaml.dump(data, Dumper=yaml.CSafeDumper, sort_keys=False)
 
 
 def _write(folder: Path, obj: dict[str, Any]) -> None:
     folder.mkdir(exist_ok=True)
-    (folder / object_file_name(obj)).write_text(yaml.safe_dump(obj, sort_keys=False))
+    (folder / object_file_name(obj)).write_text(_dump(obj))

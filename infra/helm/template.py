@@ -9,7 +9,9 @@ which objects are hooks.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import yaml
@@ -47,16 +49,23 @@ class ReleaseInputs:
 class RenderedRelease:
     inputs: ReleaseInputs
     values: dict[str, Any]  # the chart's defaults coalesced with the release's values
-    crds: list[dict[str, Any]]  # from `crds/` folders: installed first, never templated
+    crd_files: dict[str, str]  # `crds/` files as the charts ship them: installed first
     objects: list[dict[str, Any]]  # from templates, in Helm's file order; hooks included
     templates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # file -> objects
+
+    @cached_property
+    def crd_heads(self) -> list[dict[str, Any]]:
+        """The CRDs without their openAPIV3Schema: names, group, kinds, scope, versions.
+        Parsing the schemas (megabytes for kube-prometheus-stack) is left to `crds`."""
+        return [d for text in self.crd_files.values() for d in parse_documents(_no_schemas(text))]
+
+    @cached_property
+    def crds(self) -> list[dict[str, Any]]:
+        return [d for text in self.crd_files.values() for d in parse_documents(text)]
 
     @property
     def hooks(self) -> list[dict[str, Any]]:
         return [o for o in self.objects if is_hook(o)]
-
-    def all_objects(self) -> list[dict[str, Any]]:
-        return [*self.crds, *self.objects]
 
 
 def is_hook(obj: dict[str, Any]) -> bool:
@@ -99,6 +108,25 @@ def _enabled_subcharts(values: dict[str, Any], metadata: dict[str, Any]) -> set[
     }
 
 
+_SCHEMA_KEY = re.compile(r"^( *)openAPIV3Schema:\s*$")
+
+
+def _no_schemas(text: str) -> str:
+    """Block-style CRD YAML with every `openAPIV3Schema:` block emptied (by indentation)."""
+    out: list[str] = []
+    inside: int | None = None  # the indentation of the schema key being skipped
+    for line in text.splitlines():
+        body = line.lstrip(" ")
+        if inside is not None and (not body or len(line) - len(body) > inside):
+            continue
+        inside = None
+        if m := _SCHEMA_KEY.match(line):
+            inside = len(m[1])
+            line += " {}"
+        out.append(line)
+    return "\n".join(out)
+
+
 def _crd_enabled(filename: str, enabled: set[str]) -> bool:
     """`<chart>/crds/x.yaml` always; `<chart>/charts/<sub>/...` only when <sub> is enabled."""
     parts = filename.split("/")
@@ -128,16 +156,12 @@ def render_release(inputs: ReleaseInputs) -> RenderedRelease:
     chart = archives.load(inputs.pinned)
     values = chart.merge_values(inputs.values)
     enabled = _enabled_subcharts(values, chart.metadata)
-    crds = [
-        doc
-        for crd in chart.crds
-        if _crd_enabled(crd["filename"], enabled)
-        for doc in parse_documents(crd["data"])
-    ]
-    scopes = crd_scopes(crds)
+    crd_files = {
+        c["filename"]: c["data"] for c in chart.crds if _crd_enabled(c["filename"], enabled)
+    }
+    release = RenderedRelease(inputs, values, crd_files, [])
+    scopes = crd_scopes(release.crd_heads)
     rendered = _render(chart, inputs)
-    templates: dict[str, list[dict[str, Any]]] = {}
-    objects = []
     for path in sorted(rendered):
         if not path.endswith((".yaml", ".yml", ".json")):  # NOTES.txt
             continue
@@ -147,6 +171,6 @@ def render_release(inputs: ReleaseInputs) -> RenderedRelease:
             if is_namespaced(doc, scopes) and not meta.get("namespace"):
                 meta["namespace"] = inputs.namespace  # what `helm install -n` does
         if docs:
-            templates[path] = docs
-            objects += docs
-    return RenderedRelease(inputs, values, crds, objects, templates)
+            release.templates[path] = docs
+            release.objects += docs
+    return release
