@@ -73,9 +73,6 @@ class ApplySet:
     def __iter__(self) -> Iterator[Entry]:
         return iter(self.entries)
 
-    def manifests(self) -> list[dict[str, Any]]:
-        return [e.manifest for e in self.entries]
-
     @cached_property
     def scopes(self) -> dict[tuple[str, str], bool]:
         return crd_scopes(e.manifest for e in self.entries)

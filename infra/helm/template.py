@@ -63,10 +63,6 @@ class RenderedRelease:
     def crds(self) -> list[dict[str, Any]]:
         return [d for text in self.crd_files.values() for d in parse_documents(text)]
 
-    @property
-    def hooks(self) -> list[dict[str, Any]]:
-        return [o for o in self.objects if is_hook(o)]
-
 
 def is_hook(obj: dict[str, Any]) -> bool:
     return HOOK_ANNOTATION in ((obj.get("metadata") or {}).get("annotations") or {})
