@@ -137,8 +137,8 @@ class Pool(_Model):
 class KindSettings(_Model):
     """Local kind cluster (needs Docker and the kind binary)."""
 
-    # None: the kindest/node image kind v0.29 publishes for `kubernetes_version` (pinned by digest
-    # in infra/cluster/kind.py); set to pin another build.
+    # None: the kindest/node image pinned (by digest) for `kubernetes_version`
+    # in infra/cluster/kind.py; set to pin another build.
     node_image: str | None = None
     # Where `kind create cluster` writes the kubeconfig. None: kind's default (merged into
     # ~/.kube/config as context `kind-<name>`, so kubectl just works).
