@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
 
+from infra.checks.schemas import describe
 from infra.helm.kinds import crd_scopes, group_kind, is_namespaced
 from infra.helm.template import ReleaseInputs, RenderedRelease, is_hook, render_release
 from infra.render import ResourceIndex, release_summary
@@ -37,8 +38,7 @@ class Entry:
         return group, kind, str(meta.get("namespace") or ""), str(meta.get("name"))
 
     def describe(self) -> str:
-        _, kind, ns, name = self.key
-        return f"{kind} {ns + '/' if ns else ''}{name}"
+        return describe(self.manifest)
 
 
 def releases_of(index: ResourceIndex, kubernetes_version: str) -> dict[str, RenderedRelease]:

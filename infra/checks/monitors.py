@@ -15,6 +15,7 @@ from typing import Any
 
 from infra.checks.apply_order import pod_spec
 from infra.checks.apply_set import ApplySet
+from infra.checks.schedulability import term_matches
 
 MONITOR_KINDS = {"ServiceMonitor": "serviceMonitor", "PodMonitor": "podMonitor"}
 # Services that exist without being applied: the API server's own, and the kubelet Service that
@@ -48,16 +49,7 @@ def _selects(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> b
         return False
     if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
         return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
-        if (
-            (op == "In" and labels.get(key) not in values)
-            or (op == "NotIn" and labels.get(key) in values)
-            or (op == "Exists" and key not in labels)
-            or (op == "DoesNotExist" and key in labels)
-        ):
-            return False
-    return True
+    return term_matches(selector, labels)
 
 
 def _namespace_ok(selector: Mapping[str, Any] | None, ns: str, own: str) -> bool:

@@ -109,10 +109,11 @@ def _selector_matches(pod: Mapping[str, Any], labels: Mapping[str, str]) -> bool
         "requiredDuringSchedulingIgnoredDuringExecution"
     ) or {}
     terms = required.get("nodeSelectorTerms") or []
-    return not terms or any(_term_matches(t, labels) for t in terms)
+    return not terms or any(term_matches(t, labels) for t in terms)
 
 
-def _term_matches(term: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+def term_matches(term: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Every `matchExpressions` entry holds (a node selector term, or a label selector's)."""
     for e in term.get("matchExpressions") or []:
         key, op, values = e["key"], e["operator"], e.get("values") or []
         present = key in labels

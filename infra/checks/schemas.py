@@ -19,6 +19,7 @@ import jsonschema
 import kubernetes_validate
 
 from infra.config import REPO_ROOT
+from infra.helm.kinds import group_version
 
 CRD_SCHEMAS_ENV = "GANTRY_CRD_SCHEMAS"
 DEFAULT_CRD_SCHEMAS = REPO_ROOT.parent / "shared" / "crd-schemas"
@@ -53,14 +54,8 @@ def crd_schema_dir() -> Path | None:
     return path if path.is_dir() else None
 
 
-def _group_version(manifest: dict[str, Any]) -> tuple[str, str]:
-    api_version = str(manifest.get("apiVersion", ""))
-    group, _, version = api_version.rpartition("/")
-    return group, version
-
-
 def is_custom_resource(manifest: dict[str, Any]) -> bool:
-    return _group_version(manifest)[0] not in _CORE_GROUPS
+    return group_version(manifest)[0] not in _CORE_GROUPS
 
 
 def describe(manifest: dict[str, Any]) -> str:
@@ -94,7 +89,7 @@ def crd_schemas(crds: Iterable[dict[str, Any]]) -> CrdSchemas:
 def validate_custom_resource(
     manifest: dict[str, Any], schema_dir: Path | None, crds: CrdSchemas | None = None
 ) -> list[str]:
-    group, version = _group_version(manifest)
+    group, version = group_version(manifest)
     schema = (crds or {}).get((group, version, str(manifest.get("kind"))))
     if schema is None:
         if schema_dir is None:
