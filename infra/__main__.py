@@ -14,7 +14,9 @@ sys.path.insert(0, str(_INFRA.parent))
 
 import pulumi  # noqa: E402
 
-from infra.config import NAMESPACE, ConfigError, GantryConfig, load_config  # noqa: E402
+from gantry.errors import ConfigError  # noqa: E402
+from gantry.stack import GantryConfig, load_config  # noqa: E402
+from gantry.validation import NAMESPACE  # noqa: E402
 from infra.program import build  # noqa: E402
 
 _config = pulumi.Config(NAMESPACE)

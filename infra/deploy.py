@@ -14,18 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from infra.cli_support import (
-    EXIT_FAILED,
-    command_ok,
-    console,
-    err_console,
-    fail,
-    load_stack,
-    project_dir,
-    require_binary,
-    state_dir,
-    step,
-)
+from gantry import project
+from gantry.console import command_ok, console, err_console, fail, load_stack, require_binary, step
+from gantry.errors import EXIT_FAILED
 
 if TYPE_CHECKING:  # pulumi is imported when needed: failing checks answer in well under 1 s
     from pulumi import automation as auto
@@ -98,7 +89,7 @@ def workspace_env(stack: str) -> dict[str, str]:
     """Environment for the Pulumi CLI: file backend in `.gantry/`, passphrase for the sandbox."""
     env = {"PULUMI_SKIP_UPDATE_CHECK": "true"}
     if not os.environ.get("PULUMI_BACKEND_URL"):
-        backend = state_dir() / "pulumi"
+        backend = project.state_dir() / "pulumi"
         backend.mkdir(parents=True, exist_ok=True)
         env["PULUMI_BACKEND_URL"] = backend.as_uri()
     has_passphrase = any(
@@ -118,7 +109,7 @@ def workspace_env(stack: str) -> dict[str, str]:
 def open_stack(stack: str, env: dict[str, str], command: auto.PulumiCommand) -> auto.Stack:
     from pulumi import automation as auto
 
-    work_dir = str(project_dir())
+    work_dir = str(project.root())
     opts = auto.LocalWorkspaceOptions(work_dir=work_dir, env_vars=env, pulumi_command=command)
     try:
         return auto.create_or_select_stack(stack_name=stack, work_dir=work_dir, opts=opts)

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pulumi
 
+from gantry.service import load_services
+from gantry.stack import GantryConfig
 from infra.addons import Platform
 from infra.cluster import ClusterOutputs
 from infra.cluster.factory import create_cluster
-from infra.config import GantryConfig
 from infra.serving import Serving, ServingArgs
-from infra.serving.spec import SERVICES_DIR, load_services
 
 
-def build(cfg: GantryConfig, services_dir: Path = SERVICES_DIR) -> ClusterOutputs:
+def build(cfg: GantryConfig, services_dir: Path | None = None) -> ClusterOutputs:
     # A bad service.yaml fails before any resource is registered.
     services = load_services(cfg, services_dir)
     cluster = create_cluster(cfg)

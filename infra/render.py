@@ -20,7 +20,8 @@ import yaml
 from pulumi.runtime import mocks, rpc
 from pulumi.runtime.proto import resource_pb2
 
-from infra.config import NAMESPACE, GantryConfig
+from gantry.stack import GantryConfig
+from gantry.validation import NAMESPACE
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 K8S_PREFIX = "kubernetes:"

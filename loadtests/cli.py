@@ -1,6 +1,6 @@
-"""`gantry loadtest <scenario> [--target URL] [--ui]` (registered by infra/cli.py).
+"""`gantry loadtest <scenario> [--target URL] [--ui]` (registered by gantry/cli.py).
 
-Exit codes follow infra/cli_support.py: 0 every expectation held; 1 the run happened and an
+Exit codes follow gantry/console.py: 0 every expectation held; 1 the run happened and an
 expectation failed or it stopped early (target failing mid-run); 2 nothing was loaded (bad
 scenario, no sandbox, a dead target, a remote URL without --target).
 """
@@ -13,7 +13,9 @@ from typing import Annotated
 
 import typer
 
-from infra.cli_support import EXIT_FAILED, EXIT_OK, console, fail, project_dir
+from gantry import project
+from gantry.console import console, fail
+from gantry.errors import EXIT_FAILED, EXIT_OK
 
 
 def loadtest(
@@ -51,12 +53,12 @@ def loadtest(
     ] = None,
 ) -> None:
     """Load-test a service: Locust load, platform observers, expectations, report, verdict."""
-    from infra.sandbox.state import DEFAULT_STATE_DIR
+    from gantry.sandbox_state import DEFAULT_STATE_DIR
     from loadtests.report import render_verdict
     from loadtests.runner import TargetError, resolve_target, run, run_ui
     from loadtests.scenario import ScenarioError, load_scenario
 
-    root = project_dir()
+    root = project.root()
     try:
         scn = load_scenario(scenario)
         tgt = resolve_target(scn, target, state_dir or root / DEFAULT_STATE_DIR, stack_file)

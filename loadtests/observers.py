@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from infra.cluster.pools import POOL_LABEL
+from gantry.pools import POOL_LABEL
 from loadtests.timeline import PlatformPoint, append
 
 
@@ -133,7 +133,7 @@ class SandboxObserver:
 
     The sandbox runs each version as the Serve application `<service>-<version>` and the
     service's router as the application `<service>`, whose `user_config.routes` lists each
-    version's application with its weight in percent (infra/sandbox/serving.py, router.py).
+    version's application with its weight in percent (sandbox/serving.py, router.py).
     """
 
     def __init__(self, state: Any, service: str, state_dir: Path) -> None:
@@ -168,7 +168,7 @@ def serve_replicas_and_weights(
     doc: dict[str, Any], service: str
 ) -> tuple[dict[str, int], dict[str, float]]:
     """From `GET /api/serve/applications/`: RUNNING replicas per version, weights per version."""
-    from infra.sandbox.serving import app_name
+    from gantry.sandbox_state import app_name
 
     apps: dict[str, Any] = doc.get("applications") or {}
     prefix = app_name(service, "")
@@ -186,7 +186,7 @@ def serve_replicas_and_weights(
     weights: dict[str, float] = {}
     for dep in ((apps.get(service) or {}).get("deployments") or {}).values():
         user_config = (dep.get("deployment_config") or {}).get("user_config") or {}
-        # RouterConfig (infra/sandbox/router.py): routes: [{app, deployment, weight}]
+        # RouterConfig (sandbox/router.py): routes: [{app, deployment, weight}]
         for route in user_config.get("routes") or []:
             weights[route["app"].removeprefix(prefix)] = float(route["weight"])
     return replicas, weights
@@ -194,7 +194,7 @@ def serve_replicas_and_weights(
 
 def serve_desired(doc: dict[str, Any], service: str) -> int | None:
     """Replicas Serve's autoscaler wants across the service's versions (`target_num_replicas`)."""
-    from infra.sandbox.serving import app_name
+    from gantry.sandbox_state import app_name
 
     prefix = app_name(service, "")
     wanted = [

@@ -24,20 +24,22 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from infra.sandbox.state import Paths, SandboxState
+from gantry.errors import PrerequisiteError
+from gantry.sandbox_state import SandboxState
 from loadtests import payloads
 from loadtests.expectations import evaluate
 from loadtests.observers import NullObserver, Observer, Sampler, SandboxObserver
 from loadtests.report import Summary, plot_timeline, write_summary
 from loadtests.scenario import SANDBOX, RunSpec, Scenario
 from loadtests.timeline import LoadPoint, PlatformPoint, merge, read_points, write_timeline
+from sandbox.state import Paths
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 # Longest Locust may run past the shape's end before it is killed (s).
 GRACE_S = 30.0
 
 
-class TargetError(Exception):
+class TargetError(PrerequisiteError):
     """The target cannot be load-tested (not running, not answering, answering wrongly)."""
 
 
@@ -316,7 +318,7 @@ def resolve_target(
     if sandbox is not None and (url == SANDBOX or _same_origin(url, sandbox.urls["serve"])):
         if scenario.service not in sandbox.routes:
             raise TargetError(f"the sandbox does not run {scenario.service!r}")
-        rollout = [sys.executable, "-c", "from infra.cli import main; main()", "rollout",
+        rollout = [sys.executable, "-c", "from gantry.cli import main; main()", "rollout",
                    scenario.service, "--state-dir", str(state_dir)]  # fmt: skip
         if stack_file is not None:
             rollout += ["--stack-file", str(stack_file)]

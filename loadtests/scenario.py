@@ -22,7 +22,8 @@ from pydantic import (
     field_validator,
 )
 
-from infra.config import format_error
+from gantry.errors import ConfigError
+from gantry.validation import format_error
 from loadtests.shapes import MAX_DURATION_S, Shape
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
@@ -32,7 +33,7 @@ SANDBOX = "sandbox"
 Service = Literal["embedder", "classifier"]
 
 
-class ScenarioError(ValueError):
+class ScenarioError(ConfigError):
     """A scenario Gantry cannot run; the message is one line for the user."""
 
 

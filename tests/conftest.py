@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from infra.config import GantryConfig, load_stack_file
+from gantry import project
+from gantry.stack import GantryConfig, load_stack_file
 from infra.render import ResourceIndex, run_offline, write_render
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,3 +95,27 @@ def _check(program: Callable[[str], ResourceIndex], stack: str) -> tuple[Any, li
         version = stack_config(stack).cluster.kubernetes_version
         _checked[stack] = check_apply_set(program(stack), version)
     return _checked[stack]
+
+
+@pytest.fixture
+def services_dir(tmp_path: Path) -> Callable[..., Path]:
+    """`make(name, like="classifier", **changes)`: a services folder holding one service copied
+    from a shipped one, its service.yaml deep-updated with `changes` (dotted keys allowed)."""
+    root = tmp_path / "services"
+
+    def make(name: str, like: str = "classifier", **changes: Any) -> Path:
+        target = root / name
+        target.mkdir(parents=True)
+        for f in ("service.yaml", "serve.yaml"):
+            shutil.copy(project.services_dir() / like / f, target / f)
+        doc = yaml.safe_load((target / "service.yaml").read_text())
+        for dotted, value in changes.items():
+            *path, last = dotted.split("__")
+            node = doc
+            for part in path:
+                node = node.setdefault(part, {})
+            node[last] = value
+        (target / "service.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        return root
+
+    return make

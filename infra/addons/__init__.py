@@ -11,6 +11,7 @@ from typing import Any
 
 import pulumi
 
+from gantry.stack import PlatformConfig
 from infra.addons.autoscaling import Autoscaling
 from infra.addons.delivery import FLAGGER_NAMESPACE, LOADTESTER_URL, Delivery
 from infra.addons.gpu import Gpus
@@ -26,7 +27,6 @@ from infra.addons.monitoring import MESH_SCRAPE, PROMETHEUS_URL, Monitoring
 from infra.addons.release import ClusterTarget
 from infra.addons.tenancy import PRIORITY_CLASSES, Priorities, TeamTenancy, quota_hard
 from infra.cluster import ClusterOutputs
-from infra.config import PlatformConfig
 
 
 @dataclass(frozen=True)

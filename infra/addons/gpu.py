@@ -14,14 +14,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from infra.addons.namespaces import namespace
-from infra.addons.release import ClusterTarget, helm_release
-from infra.cluster.pools import (
+from gantry.pools import (
     FAKE_GPU_POOL_LABEL,
     GPU_RESOURCE,
     POOL_KIND_LABEL,
     PoolScheduling,
 )
+from infra.addons.namespaces import namespace
+from infra.addons.release import ClusterTarget, helm_release
 
 GPU_NAMESPACE = "gpu-system"
 # What the fake operator simulates: the GPU of the EKS example's g5 nodes (NVIDIA A10G, MiB).

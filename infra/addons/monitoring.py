@@ -16,10 +16,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
+from gantry import project
+from gantry.pools import POOL_KIND_LABEL, POOL_LABEL
 from infra.addons.namespaces import namespace
 from infra.addons.release import ClusterTarget, helm_release
-from infra.addons.values import PLATFORM_DIR, RULES_DIR
-from infra.cluster.pools import POOL_KIND_LABEL, POOL_LABEL
 
 MONITORING_NAMESPACE = "monitoring"
 # values.yaml sets fullnameOverride: kps; the chart names its service <fullname>-prometheus.
@@ -30,7 +30,6 @@ PROMETHEUS_URL = (
 )
 # Grafana's dashboard sidecar loads ConfigMaps with this label (values.yaml, grafana.sidecar).
 DASHBOARD_LABEL = {"grafana_dashboard": "1"}
-DASHBOARDS_DIR = PLATFORM_DIR / "observability" / "dashboards"
 # Endpoint settings for a PodMonitor/ServiceMonitor scraping a meshed pod (mTLS with the
 # certificates Prometheus' sidecar writes to /etc/prom-certs, mounted in values.yaml).
 MESH_SCRAPE: dict[str, Any] = {
@@ -60,12 +59,13 @@ ENVOY_STATS_MONITOR: dict[str, Any] = {
 }
 
 
-def dashboard_files(directory: Path = DASHBOARDS_DIR) -> list[Path]:
+def dashboard_files(directory: Path | None = None) -> list[Path]:
+    directory = directory or project.platform_dir() / "observability" / "dashboards"
     return sorted(directory.glob("*.json"))
 
 
-def rule_files(directory: Path = RULES_DIR) -> list[Path]:
-    return sorted(directory.glob("*.yaml"))
+def rule_files(directory: Path | None = None) -> list[Path]:
+    return sorted((directory or project.rules_dir()).glob("*.yaml"))
 
 
 class Monitoring(pulumi.ComponentResource):

@@ -12,12 +12,12 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from gantry.pools import GPU_RESOURCE
+from gantry.teams import ContainerDefaults, Team
 from infra.addons.delivery import FLAGGER_NAMESPACE
 from infra.addons.mesh import GATEWAY_NAMESPACE, ISTIO_NAMESPACE
 from infra.addons.monitoring import MONITORING_NAMESPACE
 from infra.addons.namespaces import namespace
-from infra.cluster.pools import GPU_RESOURCE
-from infra.config import ContainerDefaults, Team
 
 # PriorityClasses (value: higher wins; only `serving` preempts). Name -> (value, preempts, what).
 PRIORITY_CLASSES: dict[str, tuple[int, bool, str]] = {

@@ -13,10 +13,8 @@ from typing import Any
 
 import yaml
 
-from infra.config import REPO_ROOT, RULES_DIR, deep_merge
-
-PLATFORM_DIR = REPO_ROOT / "platform"
-__all__ = ["PLATFORM_DIR", "RULES_DIR", "deep_merge"]
+from gantry import project
+from gantry.validation import deep_merge
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -32,9 +30,10 @@ def addon_values(
     addon: str,
     provider_kind: str,
     computed: Mapping[str, Any] | None = None,
-    root: Path = PLATFORM_DIR,
+    root: Path | None = None,
 ) -> dict[str, Any]:
     """The values a release of `addon` gets on a cluster made by `provider_kind`."""
+    root = root or project.platform_dir()
     base = root / addon / "values.yaml"
     if not base.exists():
         raise FileNotFoundError(f"{base} is missing: every add-on keeps its values there")

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from gantry.pools import GPU_RESOURCE
 from infra.checks.apply_set import ApplySet, Entry
 from infra.checks.schemas import is_custom_resource
-from infra.cluster.pools import GPU_RESOURCE
 from infra.helm.kinds import group_kind
 
 # Exist in every cluster before anything is applied.

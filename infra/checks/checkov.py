@@ -17,20 +17,18 @@ from typing import Any
 
 import yaml
 
-from infra.config import REPO_ROOT
+from gantry import project
+from gantry.errors import PrerequisiteError
 
-CHECKOV_VENV = REPO_ROOT / ".venv-checkov"
-SKIP_FILE = REPO_ROOT / "platform" / "checkov-skip.yaml"
-CHART_SKIP_FILE = REPO_ROOT / "platform" / "checkov-skip-charts.yaml"
 CHECKOV_TIMEOUT_S = 600
 
 
-class CheckovUnavailable(RuntimeError):
+class CheckovUnavailable(PrerequisiteError):
     """checkov is not installed (run `make checkov-venv`)."""
 
 
 def checkov_binary() -> Path:
-    found = CHECKOV_VENV / "bin" / "checkov"
+    found = project.root() / ".venv-checkov" / "bin" / "checkov"
     if found.exists():
         return found
     on_path = shutil.which("checkov")
@@ -39,8 +37,9 @@ def checkov_binary() -> Path:
     raise CheckovUnavailable(f"{found} is missing: run `make checkov-venv`")
 
 
-def load_skip_list(path: Path = SKIP_FILE) -> dict[str, str]:
+def load_skip_list(path: Path | None = None) -> dict[str, str]:
     """Check id -> justification. Every entry needs a non-empty one-line justification."""
+    path = path or project.platform_dir() / "checkov-skip.yaml"
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: must map check ids to justifications")
@@ -50,8 +49,9 @@ def load_skip_list(path: Path = SKIP_FILE) -> dict[str, str]:
     return {str(k): str(v).strip() for k, v in data.items()}
 
 
-def load_chart_skips(path: Path = CHART_SKIP_FILE) -> dict[str, dict[str, str]]:
+def load_chart_skips(path: Path | None = None) -> dict[str, dict[str, str]]:
     """Release -> {check id -> justification}, from `check: {why, releases}` entries."""
+    path = path or project.platform_dir() / "checkov-skip-charts.yaml"
     data = yaml.safe_load(path.read_text()) or {}
     skips: dict[str, dict[str, str]] = {}
     for check, entry in data.items():

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
+from gantry import project
 from infra.addons.charts import addon_of
-from infra.addons.values import PLATFORM_DIR
 from infra.checks.apply_order import duplicates, missing_before, release_namespaces
 from infra.checks.apply_set import ApplySet, releases_of
 from infra.checks.chart_values import schema_problems, unread_keys
@@ -44,7 +44,8 @@ def _where(addon: str, path: str, root: Path) -> str:
     return ", ".join(rel) or f"computed values of {addon} (infra/addons/)"
 
 
-def values_problems(releases: dict[str, RenderedRelease], root: Path = PLATFORM_DIR) -> list[str]:
+def values_problems(releases: dict[str, RenderedRelease], root: Path | None = None) -> list[str]:
+    root = root or project.platform_dir()
     problems = []
     for rel in releases.values():
         pinned = rel.inputs.pinned

@@ -26,7 +26,7 @@ from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
-from infra.cluster.pools import GPU_RESOURCE, PoolScheduling
+from gantry.pools import GPU_RESOURCE, PoolScheduling
 from infra.serving.manifests import SERVICE_LABEL
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}

@@ -18,11 +18,10 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 
-from infra.config import REPO_ROOT
+from gantry import project
 from infra.helm.kinds import group_version
 
 CRD_SCHEMAS_ENV = "GANTRY_CRD_SCHEMAS"
-DEFAULT_CRD_SCHEMAS = REPO_ROOT.parent / "shared" / "crd-schemas"
 
 # API groups served by Kubernetes itself (kubernetes-validate knows their schemas).
 _CORE_GROUPS = {
@@ -50,7 +49,7 @@ _CORE_GROUPS = {
 
 def crd_schema_dir() -> Path | None:
     """The CRD JSON schema folder, or None where it is absent."""
-    path = Path(os.environ.get(CRD_SCHEMAS_ENV) or DEFAULT_CRD_SCHEMAS)
+    path = Path(os.environ.get(CRD_SCHEMAS_ENV) or project.root().parent / "shared" / "crd-schemas")
     return path if path.is_dir() else None
 
 

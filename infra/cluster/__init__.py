@@ -8,7 +8,7 @@ from typing import Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.cluster.pools import PoolScheduling
+from gantry.pools import PoolScheduling
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
+from gantry.pools import POOL_LABEL, Pool, PoolScheduling, pool_facts, scheduling
+from gantry.stack import GantryConfig
 from infra.cluster import ClusterOutputs
-from infra.cluster.pools import POOL_LABEL, PoolScheduling, pool_facts, scheduling
-from infra.config import GantryConfig, Pool
 
 # EKS-optimized Amazon Linux 2023 AMIs (AL2 AMIs end with Kubernetes 1.32).
 AMI_TYPES = {"cpu": "AL2023_x86_64_STANDARD", "gpu": "AL2023_x86_64_NVIDIA"}

@@ -1,7 +1,7 @@
 """existing provider: a cluster Gantry does not create, reached through a kubeconfig/context.
 
 The stack's pools describe nodes that already exist (their labels and taints must match what
-`infra/cluster/pools.py` derives); Gantry registers no cluster resources, only the provider.
+`gantry/pools.py` derives); Gantry registers no cluster resources, only the provider.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 
+from gantry.errors import ConfigError
+from gantry.pools import Pool, pool_facts
+from gantry.stack import GantryConfig
 from infra.cluster import ClusterOutputs
-from infra.cluster.pools import pool_facts
-from infra.config import ConfigError, GantryConfig, Pool
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import assert_never
 
+from gantry.stack import GantryConfig
 from infra.cluster import ClusterOutputs
 from infra.cluster.eks import EksCluster, EksClusterArgs
 from infra.cluster.existing import ExistingCluster, ExistingClusterArgs
 from infra.cluster.kind import KindCluster, KindClusterArgs
-from infra.config import GantryConfig
 
 
 def create_cluster(cfg: GantryConfig) -> ClusterOutputs:

@@ -16,9 +16,9 @@ import pulumi_kubernetes as k8s
 import yaml
 from pulumi_command import local
 
+from gantry.pools import FAKE_GPU_POOL_LABEL, Pool, pool_facts, scheduling
+from gantry.stack import GantryConfig
 from infra.cluster import ClusterOutputs
-from infra.cluster.pools import FAKE_GPU_POOL_LABEL, pool_facts, scheduling
-from infra.config import GantryConfig, Pool
 
 # The kind release Gantry pins, and a node image per Kubernetes version, by digest as the release
 # notes publish them (kind guarantees an image only with the release it was built for).
@@ -36,7 +36,7 @@ KIND_NODE_IMAGES = {
     "1.36": "kindest/node:v1.36.4@sha256:"
     "099e049362a1526b2db71494e1947aae99bd16290d7c895f2b7ea312e3cbfaed",
     # kind v0.33.0 also has v1.37.0 (sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89
-    # adff580ae5): add it here when infra/config.py accepts 1.37 (not on EKS yet).
+    # adff580ae5): add it here when gantry/stack.py accepts 1.37 (not on EKS yet).
 }
 # kind's default StorageClass (rancher local-path provisioner).
 KIND_STORAGE_CLASS = "standard"

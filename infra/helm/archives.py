@@ -13,21 +13,27 @@ from pathlib import Path
 
 from helm_python import Chart as HelmChart
 
+from gantry import project
+from gantry.errors import PrerequisiteError
 from infra.addons.charts import CHARTS, Chart
-from infra.config import REPO_ROOT
 
 CHARTS_ENV = "GANTRY_CHARTS"
-DEFAULT_CHART_DIRS = (REPO_ROOT.parent / "shared" / "charts", REPO_ROOT / ".gantry" / "charts")
 HOW_TO_GET = "run `make charts` (pulls the pinned charts into .gantry/charts) or set GANTRY_CHARTS"
 
 
-class ChartsUnavailable(LookupError):
+class ChartsUnavailable(PrerequisiteError):
     """A pinned chart archive is not on this machine; the message says how to get it."""
+
+
+def default_chart_dirs() -> list[Path]:
+    """`../shared/charts` beside the project (CI's), then `.gantry/charts` (`make charts`)."""
+    root = project.root()
+    return [root.parent / "shared" / "charts", root / ".gantry" / "charts"]
 
 
 def chart_dirs() -> list[Path]:
     env = os.environ.get(CHARTS_ENV)
-    dirs = [Path(p) for p in env.split(os.pathsep) if p] if env else list(DEFAULT_CHART_DIRS)
+    dirs = [Path(p) for p in env.split(os.pathsep) if p] if env else default_chart_dirs()
     return [d for d in dirs if d.is_dir()]
 
 

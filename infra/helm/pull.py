@@ -18,13 +18,12 @@ from typing import Any
 import helm_python
 import yaml
 
+from gantry.errors import GantryError
 from infra.addons.charts import CHARTS, Chart
-from infra.helm.archives import DEFAULT_CHART_DIRS, archive_name
-
-DEST = DEFAULT_CHART_DIRS[-1]  # .gantry/charts
+from infra.helm.archives import archive_name, default_chart_dirs
 
 
-class PullError(RuntimeError):
+class PullError(GantryError):
     """A chart could not be fetched, or what came is not the pinned chart."""
 
 
@@ -75,7 +74,7 @@ def main() -> int:
     failed = 0
     for chart in sorted(set(CHARTS.values()), key=lambda c: c.name):
         try:
-            path = pull_one(chart, DEST)
+            path = pull_one(chart, default_chart_dirs()[-1])
             print(f"ok   {chart.name} {chart.version} -> {path}")
         except (PullError, helm_python.HelmError, OSError) as err:
             failed += 1

@@ -14,13 +14,13 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from gantry.service import ServiceSpec, load_services
+from gantry.stack import GantryConfig
 from infra.addons import PlatformOutputs
 from infra.cluster import ClusterOutputs
-from infra.config import GantryConfig
 from infra.serving.component import ModelService, ModelServiceArgs
 from infra.serving.images import ImageArgs, ServiceImage, cluster_revision
 from infra.serving.manifests import ServingContext
-from infra.serving.spec import SERVICES_DIR, ServiceSpec, load_services
 
 # What EKS nodes run: every AMI type of infra/cluster/eks.py (AMI_TYPES) is x86_64, so images
 # pushed for EKS are built for it whatever machine builds them.
@@ -40,7 +40,7 @@ class ServingArgs:
         cluster: ClusterOutputs,
         platform: PlatformOutputs,
         specs: dict[str, ServiceSpec] | None = None,
-        services_dir: Path = SERVICES_DIR,
+        services_dir: Path | None = None,
     ) -> ServingArgs:
         """`specs`: the stack's services if already loaded (load_services(cfg, services_dir)),
         which also checks each one's team and pool against platform/teams.yaml."""

@@ -12,8 +12,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from gantry.service import ServiceSpec
 from infra.serving import manifests
-from infra.serving.spec import ServiceSpec
 
 
 @dataclass(frozen=True)

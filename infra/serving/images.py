@@ -17,7 +17,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_command as command
 
-from infra.serving.spec import REPO, ServiceSpec
+from gantry import project
+from gantry.service import ServiceSpec
 
 # Files outside the service folder that every image contains (shared service code).
 SHARED_INPUTS = ("services/__init__.py", "services/common", "pyproject.toml")
@@ -26,9 +27,10 @@ SHARED_INPUTS = ("services/__init__.py", "services/common", "pyproject.toml")
 _SKIP = {"__pycache__", ".pytest_cache", ".mypy_cache", "artifacts"}
 
 
-def content_hash(spec: ServiceSpec, repo: Path = REPO, platform: str | None = None) -> str:
+def content_hash(spec: ServiceSpec, repo: Path | None = None, platform: str | None = None) -> str:
     """sha256 over the paths and bytes of every file the image is built from (12 hex digits),
     and the target platform if one is set (the registry check trusts a tag to name one image)."""
+    repo = repo or project.root()
     h = hashlib.sha256()
     roots = [spec.directory, *(repo / p for p in SHARED_INPUTS)]
     for root in roots:

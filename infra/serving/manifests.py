@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from infra.cluster.pools import GPU_RESOURCE, PoolScheduling
-from infra.serving.spec import ServiceSpec, duration_s
+from gantry.pools import GPU_RESOURCE, PoolScheduling
+from gantry.service import ServiceSpec, duration_s
 
 # Label Flagger selects on (the target Deployment needs a single `app: <name>` selector).
 APP_LABEL = "app"

@@ -30,8 +30,8 @@ import httpx
 import psutil
 import yaml
 
+from gantry.service import load_service
 from infra.serving import manifests
-from infra.serving.spec import load_service
 
 
 def free_port() -> int:

@@ -21,7 +21,7 @@ RERUNS = 3
 _CHILD = """
 import json, sys, time
 t0, c0 = time.perf_counter(), time.process_time()
-from infra.config import load_stack_file
+from gantry.stack import load_stack_file
 from infra.render import run_offline
 import infra.program, pulumi_eks, pulumi_aws, pulumi_kubernetes, pulumi_command
 t1, c1 = time.perf_counter(), time.process_time()

@@ -27,13 +27,14 @@ import httpx
 import psutil
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "infra" / "sandbox"))
+sys.path.insert(0, str(REPO / "tests" / "sandbox"))
 
 from sandbox_helpers import Load  # noqa: E402
 
-from infra.config import load_stack_file  # noqa: E402
-from infra.sandbox import lifecycle, procs  # noqa: E402
-from infra.sandbox.state import Paths, SandboxState  # noqa: E402
+from gantry.sandbox_state import SandboxState  # noqa: E402
+from gantry.stack import load_stack_file  # noqa: E402
+from sandbox import lifecycle, procs  # noqa: E402
+from sandbox.state import Paths  # noqa: E402
 
 EMBED = {"input": "The quick brown fox jumps over the lazy dog.", "model": "all-MiniLM-L6-v2"}
 GIB = 1024**3

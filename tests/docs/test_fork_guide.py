@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from infra.config import load_config, read_stack_file
-from infra.serving.preflight import schedulability_problems
+from gantry.stack import load_config, read_stack_file
+from infra.preflight import schedulability_problems
 
 REPO = Path(__file__).resolve().parents[2]
 GUIDE = REPO / "docs" / "fork-guide.md"

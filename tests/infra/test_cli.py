@@ -20,11 +20,14 @@ GANTRY = Path(sys.executable).parent / "gantry"
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A Gantry project (Pulumi.yaml + both stacks) in tmp, so state never lands in the repo."""
+    """A Gantry project (Pulumi.yaml, both stacks, platform/ and services/) in tmp, so state
+    never lands in the repo."""
     root = tmp_path / "project"
     root.mkdir()
     for name in ("Pulumi.yaml", "Pulumi.sandbox.yaml", "Pulumi.eks.yaml"):
         shutil.copy(REPO / name, root / name)
+    for folder in ("platform", "services"):
+        (root / folder).symlink_to(REPO / folder)
     return root
 
 

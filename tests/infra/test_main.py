@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from infra.config import GantryConfig, read_stack_file
+from gantry.stack import GantryConfig, read_stack_file
 from infra.render import run_offline
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from infra.cli import app
+from gantry.cli import app
 from infra.helm.archives import missing_charts
 from infra.render import ResourceIndex, write_render
 

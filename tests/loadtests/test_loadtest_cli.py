@@ -4,7 +4,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from infra.cli import app
+from gantry.cli import app
 
 runner = CliRunner()
 

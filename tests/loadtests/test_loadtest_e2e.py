@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-GANTRY = [sys.executable, "-c", "from infra.cli import main; main()"]
+GANTRY = [sys.executable, "-c", "from gantry.cli import main; main()"]
 
 # Short timings for a test sandbox, as stack-config overrides (same keys as service.yaml).
 EMBEDDER_OVERRIDES = {

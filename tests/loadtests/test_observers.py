@@ -24,7 +24,7 @@ from kubernetes.client import (
 )
 from kubernetes.client.exceptions import ApiException
 
-from infra.cluster.pools import POOL_LABEL
+from gantry.pools import POOL_LABEL
 from loadtests.observers import (
     KubernetesObserver,
     NullObserver,

@@ -6,9 +6,11 @@ from collections.abc import Callable
 
 import pytest
 
+from gantry.project import platform_dir
+from gantry.validation import deep_merge
 from infra.addons import Platform, PlatformOutputs
 from infra.addons.charts import CHARTS
-from infra.addons.values import PLATFORM_DIR, addon_values, deep_merge
+from infra.addons.values import addon_values
 from infra.render import ResourceIndex, run_offline
 from tests.conftest import stack_config
 
@@ -57,7 +59,7 @@ def test_outputs_are_plain_and_complete(outputs: PlatformOutputs) -> None:
 
 def test_every_chart_has_its_values_file() -> None:
     for addon in CHARTS:
-        assert (PLATFORM_DIR / addon / "values.yaml").exists(), addon
+        assert (platform_dir() / addon / "values.yaml").exists(), addon
 
 
 def test_overlays_merge_deeply_and_replace_lists() -> None:

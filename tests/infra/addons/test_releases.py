@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import pytest
 
+from gantry.pools import FAKE_GPU_POOL_LABEL
 from infra.addons.charts import CHARTS
 from infra.addons.metrics import INFLIGHT_METRIC, RAY_INFLIGHT_SERIES
 from infra.addons.monitoring import PROMETHEUS_SERVICE
 from infra.checks import is_custom_resource
-from infra.cluster.pools import FAKE_GPU_POOL_LABEL
 from infra.render import Resource, ResourceIndex
 from tests.conftest import STACKS
 

@@ -11,10 +11,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
+from gantry.stack import GantryConfig
 from infra.checks.apply_order import duplicates, missing_before
 from infra.checks.apply_set import ApplySet, releases_of
 from infra.checks.monitors import monitor_problems
-from infra.config import GantryConfig
 from infra.render import run_offline
 from tests.conftest import STACKS, needs_charts, stack_config
 

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 import typer
 
+from gantry.pools import pool_facts
+from gantry.service import load_service
+from gantry.stack import ServiceEntry
 from infra.checks.schedulability import check, pod_requests
-from infra.cluster.pools import pool_facts
-from infra.config import ServiceEntry
 from infra.render import ResourceIndex
 from infra.serving import manifests
-from infra.serving.spec import load_service
 from tests.conftest import STACKS, stack_config
 
 Program = Callable[[str], ResourceIndex]
@@ -177,7 +177,7 @@ def test_preflight_stops_before_anything_is_applied(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`gantry preview|up` exits 2 listing each problem when a stack cannot be scheduled."""
-    from infra.serving import preflight as pf
+    from infra import preflight as pf
 
     cfg = stack_config("sandbox")
     bad = cfg.model_copy(

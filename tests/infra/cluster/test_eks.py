@@ -13,6 +13,9 @@ import pytest
 from pulumi.runtime import mocks
 from pulumi.runtime.rpc import _special_resource_sig, _special_sig_key
 
+from gantry.pools import GPU_RESOURCE, POOL_LABEL, Pool, scheduling
+from gantry.service import load_services
+from gantry.stack import SUPPORTED_K8S_VERSIONS, GantryConfig, load_stack_file
 from infra.cluster.eks import (
     AMI_TYPES,
     EBS_CSI_POLICY,
@@ -21,10 +24,7 @@ from infra.cluster.eks import (
     EksClusterArgs,
     node_template_tags,
 )
-from infra.cluster.pools import GPU_RESOURCE, POOL_LABEL, scheduling
-from infra.config import SUPPORTED_K8S_VERSIONS, GantryConfig, Pool, load_stack_file
 from infra.render import OutputHook, Resource, ResourceIndex, run_offline
-from infra.serving.spec import load_services
 
 REPO = Path(__file__).resolve().parents[3]
 Program = Callable[[str], ResourceIndex]

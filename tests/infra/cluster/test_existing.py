@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from gantry.errors import ConfigError
+from gantry.stack import GantryConfig, load_config, read_stack_file
 from infra.cluster.existing import ExistingCluster, ExistingClusterArgs
-from infra.config import ConfigError, GantryConfig, load_config, read_stack_file
 from infra.render import FAKE_KUBECONFIG, ResourceIndex, run_offline
 
 REPO = Path(__file__).resolve().parents[3]

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from gantry.pools import FAKE_GPU_POOL_LABEL, POOL_LABEL
+from gantry.stack import SUPPORTED_K8S_VERSIONS, GantryConfig, load_config, read_stack_file
 from infra.cluster.kind import (
     KIND_NODE_IMAGES,
     KindClusterArgs,
@@ -20,8 +22,6 @@ from infra.cluster.kind import (
     delete_command,
     kind_config,
 )
-from infra.cluster.pools import FAKE_GPU_POOL_LABEL, POOL_LABEL
-from infra.config import SUPPORTED_K8S_VERSIONS, GantryConfig, load_config, read_stack_file
 from infra.render import ResourceIndex
 
 REPO = Path(__file__).resolve().parents[3]

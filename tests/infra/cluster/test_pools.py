@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.cluster.pools import (
+from gantry.pools import (
     GPU_RESOURCE,
     GPU_TAINT,
     POOL_KIND_LABEL,
     POOL_LABEL,
+    Pool,
     pool_facts,
     scheduling,
 )
-from infra.config import Pool
 
 
 def pool(**kw: Any) -> Pool:

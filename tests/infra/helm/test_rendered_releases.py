@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
+from gantry.pools import POOL_KIND_LABEL
 from infra.addons.charts import CHARTS
 from infra.checks.apply_set import ApplySet
 from infra.checks.chart_values import schema_problems, unread_keys
 from infra.checks.offline import values_problems
 from infra.cluster.kind import KindClusterArgs, kind_config
-from infra.cluster.pools import POOL_KIND_LABEL
 from infra.helm import archives
 from infra.helm.template import ReleaseInputs, render_release
 from tests.conftest import REPO, needs_charts, stack_config

@@ -12,12 +12,12 @@ import pulumi
 import pytest
 import typer
 
+from gantry.service import load_service
+from infra import preflight as pf
 from infra.cluster.eks import AMI_TYPES
 from infra.render import ResourceIndex, run_offline
 from infra.serving import EKS_IMAGE_PLATFORM
-from infra.serving import preflight as pf
 from infra.serving.images import ImageArgs, build_command, content_hash
-from infra.serving.spec import load_service
 from tests.conftest import stack_config
 
 
@@ -164,7 +164,7 @@ def test_up_without_docker_says_so_before_starting(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(pf, "load_stack", lambda stack: stack_config("eks"))
-    monkeypatch.setattr("infra.cli_support.shutil.which", lambda name: None)
+    monkeypatch.setattr("gantry.console.shutil.which", lambda name: None)
     with pytest.raises(typer.Exit) as exit_:
         pf.preflight("eks", "up")
     assert exit_.value.exit_code == 2

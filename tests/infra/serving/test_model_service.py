@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
+from gantry.pools import GPU_RESOURCE, GPU_TAINT, pool_facts
+from gantry.service import load_services
 from infra.checks import crd_schema_dir, validate_objects
-from infra.cluster.pools import GPU_RESOURCE, GPU_TAINT, pool_facts
 from infra.render import ResourceIndex, run_offline
 from infra.serving.manifests import RAY_PORTS
-from infra.serving.spec import load_services
 from tests.conftest import STACKS, stack_config
 
 Program = Callable[[str], ResourceIndex]

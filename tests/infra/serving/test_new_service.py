@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from gantry.pools import pool_facts
+from gantry.stack import ServiceEntry
 from infra.checks.schedulability import check
-from infra.cluster.pools import pool_facts
-from infra.config import ServiceEntry
 from infra.program import build
 from infra.render import run_offline
 from tests.conftest import stack_config

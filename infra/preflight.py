@@ -1,0 +1,73 @@
+"""What `gantry preview|up` checks before Pulumi touches anything, for the serving layer.
+
+1. Schedulability: the program rendered offline (the same engine-less run as `gantry render`),
+   every pod template placed on the pool model and every quota summed (infra/checks/
+   schedulability.py). Problems print one line each and stop the command (exit 2).
+2. For `up` with services to build: Docker, which builds the images. (On the kind stack the
+   cluster prerequisites already demand it.)
+3. The whole apply set (infra/checks/offline.py): every Helm release rendered by real Helm from
+   the pinned archives (`make charts` fetches them), values checked against their charts,
+   nothing created twice, apply order, monitors, schemas.
+"""
+
+from __future__ import annotations
+
+from gantry.console import command_ok, console, err_console, fail, load_stack, require_binary
+from gantry.errors import ConfigError
+from gantry.pools import pool_facts
+from gantry.stack import GantryConfig
+from infra.checks.offline import check_apply_set
+from infra.checks.schedulability import check
+from infra.helm.archives import ChartsUnavailable
+from infra.render import ResourceIndex, run_offline
+
+DOCKER_HINT = (
+    "Service images are built with Docker: install it (https://docs.docker.com/engine/install/) "
+    "and start its daemon. Without Docker, `make sandbox` runs the same services on local Ray."
+)
+
+
+def schedulability_problems(cfg: GantryConfig, stack: str) -> tuple[ResourceIndex, list[str]]:
+    index = run_offline(cfg, stack)
+    pools = pool_facts(cfg.pools)
+    return index, check(index.manifests(), pools, cfg.platform.time_slicing_replicas)
+
+
+def preflight(stack: str, operation: str) -> None:
+    """Exit 2 with one line per problem if the stack cannot be scheduled or built."""
+    cfg = load_stack(stack)
+    with console.status("Checking that every pod fits a pool and its quota (offline render)"):
+        try:
+            index, problems = schedulability_problems(cfg, stack)
+        except ConfigError as err:
+            fail(str(err))
+    _stop_on(
+        problems,
+        f"{len(problems)} scheduling problem(s) in stack {stack!r}; nothing was applied.",
+        "Fix the service's service.yaml, the stack's pools or platform/teams.yaml quotas.",
+    )
+    console.print(f"[green]ok[/] every pod of stack [bold]{stack}[/] fits a pool and its quota")
+    builds_images = bool(index.of_type("gantry:serving:ServiceImage"))
+    if operation == "up" and builds_images and cfg.cluster.provider != "kind":
+        require_binary("docker", "it builds the service images", DOCKER_HINT)
+        if not command_ok(["docker", "info"]):
+            fail(
+                "Docker is installed but its daemon is not reachable (`docker info`).", DOCKER_HINT
+            )
+    with console.status("Rendering every Helm release and checking the whole apply set"):
+        try:
+            _, problems = check_apply_set(index, cfg.cluster.kubernetes_version)
+        except ChartsUnavailable as err:
+            fail(str(err))
+    _stop_on(
+        problems, f"{len(problems)} problem(s) in what stack {stack!r} would apply; none applied."
+    )
+    console.print(f"[green]ok[/] every object stack [bold]{stack}[/] would apply checks out")
+
+
+def _stop_on(problems: list[str], message: str, hint: str | None = None) -> None:
+    """Print each problem on its own line, then exit 2, when there are any."""
+    if problems:
+        for line in problems:
+            err_console.print(f"  {line}", soft_wrap=True, markup=False)
+        fail(message, hint)

@@ -1,0 +1,314 @@
+"""`up`, `down` and `status` of the embedded sandbox (the CLI in cli.py only presents them).
+
+`up`: Ray head (the cpu pool) with the autoscaler config for the other pools -> Prometheus ->
+the services' Serve applications and routers -> readiness through each router. PIDs are
+recorded in `state.json` as soon as a process starts, and a failed `up` stops what it started,
+so no step leaves an orphan. `down` stops exactly the recorded processes and their sessions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from gantry.errors import GantryError
+from gantry.pools import PoolScheduling, pool_facts
+from gantry.sandbox_state import Proc, SandboxState
+from gantry.service import ServiceSpec, load_services
+from gantry.stack import GantryConfig, SandboxSettings
+from sandbox import ports as portlib
+from sandbox import procs, prometheus, raycluster
+from sandbox.raycluster import LOOPBACK
+from sandbox.serving import Routing, ServeApi, ServiceRouting, serve_document
+from sandbox.state import Paths
+
+Step = Callable[[str], AbstractContextManager[None]]
+
+
+class SandboxError(GantryError):
+    """An expected failure of the sandbox: one line (and an optional hint) for the user."""
+
+
+@contextlib.contextmanager
+def _quiet_step(_: str) -> Iterator[None]:
+    yield
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `up` builds, derived once from the stack config."""
+
+    settings: SandboxSettings
+    pools: dict[str, PoolScheduling]
+    head: PoolScheduling
+    specs: dict[str, ServiceSpec]
+
+    @classmethod
+    def from_config(cls, cfg: GantryConfig, services_dir: Path | None = None) -> Plan:
+        pools = pool_facts(cfg.pools)
+        specs = load_services(cfg, services_dir) if services_dir else load_services(cfg)
+        return cls(cfg.sandbox, pools, raycluster.head_pool(pools), specs)
+
+    def serve_document(self, routing: Routing, serve_port: int) -> dict[str, Any]:
+        return serve_document(self.specs, routing, self.pools, self.head, serve_port)
+
+
+def running_state(paths: Paths) -> SandboxState | None:
+    """The recorded state if any recorded process still runs."""
+    state = paths.read_state()
+    if state and any(procs.alive(p) for p in state.procs):
+        return state
+    return None
+
+
+def _wait_http(
+    url: str, timeout_s: float, what: str, log: Path | None = None, proc: Proc | None = None
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and not procs.alive(proc):
+            raise SandboxError(f"{what} exited while starting: {_last_line(log)}; see {log}")
+        # `ray start` prints this once its node registered; the dashboard answers earlier.
+        started = log is None or proc is None or RAY_STARTED in log.read_text(errors="replace")
+        try:
+            if started and httpx.get(url, timeout=3).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    where = f"; see {log}" if log else ""
+    raise SandboxError(f"{what} did not come up within {timeout_s:.0f}s{where}")
+
+
+RAY_STARTED = "Ray runtime started"
+
+
+def _last_line(log: Path | None) -> str:
+    lines = log.read_text(errors="replace").strip().splitlines() if log and log.exists() else []
+    return lines[-1][-300:] if lines else "no output"
+
+
+def up(plan: Plan, paths: Paths, step: Step = _quiet_step) -> SandboxState:
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with paths.lock.open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SandboxError(
+                f"another `gantry sandbox up` is running on {paths.root}", "wait for it to finish"
+            ) from None
+        return _up_locked(plan, paths, step)
+
+
+def _up_locked(plan: Plan, paths: Paths, step: Step) -> SandboxState:
+    existing = running_state(paths)
+    if existing:
+        raise SandboxError(
+            f"the sandbox is already running (state in {paths.state_file})",
+            "use it (`gantry sandbox status`) or stop it first: gantry sandbox down",
+        )
+    prom_bin = prometheus.binary()
+    if prom_bin is None:
+        raise SandboxError("`prometheus` is not installed (not on PATH)", prometheus.INSTALL_HINT)
+    s = plan.settings
+    try:
+        ports = portlib.allocate(
+            {
+                "serve": s.ports.serve,
+                "dashboard": s.ports.dashboard,
+                "prometheus": s.ports.prometheus,
+                "gcs": 0,
+                "agent": 0,
+                "ray_client": 0,
+                "metrics": 0,
+                "autoscaler_metrics": 0,
+                "dashboard_metrics": 0,
+            }
+        )
+    except portlib.PortInUse as err:
+        raise SandboxError(
+            str(err), f"free it, or set another port in gantry:sandbox.ports.{err.name}"
+        ) from None
+    paths.logs.mkdir(exist_ok=True)
+    temp_dir = paths.ray_temp_dir()
+    gcs = f"{LOOPBACK}:{ports['gcs']}"
+    urls = {
+        "serve": f"http://{LOOPBACK}:{ports['serve']}",
+        "dashboard": f"http://{LOOPBACK}:{ports['dashboard']}",
+        "prometheus": f"http://{LOOPBACK}:{ports['prometheus']}",
+        "serve_api": f"http://{LOOPBACK}:{ports['dashboard']}/api/serve/applications/",
+        "nodes_api": f"http://{LOOPBACK}:{ports['dashboard']}/api/v0/nodes?detail=1",
+    }
+    state = SandboxState(
+        state_dir=str(paths.root),
+        ray_temp_dir=str(temp_dir),
+        gcs_address=gcs,
+        ports=ports,
+        urls=urls,
+        routes={name: f"{urls['serve']}/{name}" for name in plan.specs},
+        procs=[],
+        started_at=time.time(),
+    )
+    try:
+        with step(f"Ray head (pool {plan.head.name}) on {gcs}"):
+            paths.autoscaler_config.write_text(
+                yaml.safe_dump(raycluster.autoscaling_config(plan.pools, s, gcs), sort_keys=False)
+            )
+            argv = raycluster.head_argv(plan.pools, s, ports, temp_dir, paths.autoscaler_config)
+            log = paths.logs / "ray-head.log"
+            head = procs.start("ray-head", argv, raycluster.ray_env(s, ports), log)
+            state.procs.append(head)
+            paths.write_state(state)
+            url = f"{urls['dashboard']}/api/version"
+            _wait_http(url, s.ready_timeout_s, "Ray's head", log, head)
+        others = [p.name for p in plan.pools.values() if p is not plan.head]
+        with step(f"Node pools {others} under Ray's autoscaler ({paths.autoscaler_config.name})"):
+            _wait_autoscaler(urls["dashboard"], s.ready_timeout_s, paths.logs / "ray-head.log")
+        with step(f"Prometheus on {urls['prometheus']}"):
+            prom_dir = paths.prometheus_dir
+            # A new sandbox starts with no metrics: series of a previous run's apps (same names)
+            # would otherwise answer the canary checks for up to 5 minutes.
+            shutil.rmtree(prom_dir, ignore_errors=True)
+            prom_dir.mkdir()
+            rules = prom_dir / "rules.yaml"
+            rules.write_text(yaml.safe_dump(prometheus.sandbox_rules(), sort_keys=False))
+            cfg_file = prom_dir / "prometheus.yml"
+            cfg_file.write_text(
+                yaml.safe_dump(
+                    prometheus.config(
+                        prometheus.discovery_file(temp_dir), s.scrape_interval_s, [rules]
+                    )
+                )
+            )
+            log = paths.logs / "prometheus.log"
+            argv = prometheus.argv(prom_bin, cfg_file, prom_dir / "data", ports["prometheus"])
+            state.procs.append(procs.start("prometheus", argv, {}, log))
+            paths.write_state(state)
+            try:
+                prometheus.wait_ready(urls["prometheus"], 60)
+            except TimeoutError as err:
+                raise SandboxError(f"{err}; see {log}") from None
+        routing = Routing(
+            services={n: ServiceRouting(stable=sp.version) for n, sp in plan.specs.items()}
+        )
+        routing.write(paths.routing)
+        api = ServeApi(urls["dashboard"])
+        apps = [a["name"] for a in plan.serve_document(routing, ports["serve"])["applications"]]
+        with step(f"Serve applications {apps}"):
+            try:
+                deploy(plan, paths, state, routing)
+                api.wait_running(apps, s.ready_timeout_s)
+            except (RuntimeError, TimeoutError) as err:
+                raise SandboxError(
+                    str(err), f"replica logs: {temp_dir}/session_latest/logs/serve"
+                ) from None
+        with step("Services ready (model loaded, warm-up passed) through their routers"):
+            for name, spec in plan.specs.items():
+                url = f"{state.routes[name]}{spec.serve.readiness_path}"
+                _wait_http(url, s.ready_timeout_s, f"{name}'s readiness ({url})")
+        state.ready = True
+        paths.write_state(state)
+        return state
+    except BaseException:
+        # Leave nothing behind: a half-started sandbox would block the next `up`.
+        procs.stop(state.procs)
+        paths.state_file.unlink(missing_ok=True)
+        raise
+
+
+def _wait_autoscaler(dashboard: str, timeout_s: float, log: Path) -> None:
+    """Ray's autoscaler (the monitor) reports its first cluster status."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            r = httpx.get(f"{dashboard}/api/cluster_status", timeout=3)
+            if r.status_code == 200 and (r.json().get("data") or {}).get("clusterStatus"):
+                return
+        time.sleep(0.5)
+    raise SandboxError(f"Ray's autoscaler did not report within {timeout_s:.0f}s; see {log}")
+
+
+def deploy(plan: Plan, paths: Paths, state: SandboxState, routing: Routing) -> None:
+    """PUT the Serve config for `routing` (declarative: Serve applies only what changed)."""
+    document = plan.serve_document(routing, state.ports["serve"])
+    paths.serve_config.write_text(json.dumps(document, indent=2) + "\n")
+    ServeApi(state.urls["dashboard"]).deploy(document)
+
+
+def down(paths: Paths) -> int:
+    """Stop every process `up` recorded (and their sessions); returns how many were stopped."""
+    state = paths.read_state()
+    if state is None:
+        return 0
+    stopped = procs.stop(state.procs)
+    paths.state_file.unlink(missing_ok=True)
+    return stopped
+
+
+def status(paths: Paths) -> dict[str, Any]:
+    """Everything `status` shows: processes, URLs, Serve applications, nodes per pool."""
+    state = paths.read_state()
+    if state is None:
+        return {"running": False, "state_dir": str(paths.root)}
+    proc_info = [{"name": p.name, "pid": p.pid, "alive": procs.alive(p)} for p in state.procs]
+    out: dict[str, Any] = {
+        "running": any(p["alive"] for p in proc_info),
+        "ready": state.ready,
+        "state_dir": state.state_dir,
+        "ray_temp_dir": state.ray_temp_dir,
+        "gcs_address": state.gcs_address,
+        "urls": state.urls,
+        "routes": state.routes,
+        "ports": state.ports,
+        "processes": proc_info,
+    }
+    if not out["running"]:
+        return out
+    with contextlib.suppress(Exception):
+        out["routing"] = Routing.read(paths.routing).model_dump()["services"]
+    with contextlib.suppress(httpx.HTTPError, ValueError):
+        out["applications"] = serve_summary(ServeApi(state.urls["dashboard"]).status())
+    with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+        out["nodes"] = nodes_by_pool(state.urls["nodes_api"])
+    return out
+
+
+def serve_summary(api_status: dict[str, Any]) -> dict[str, Any]:
+    """{app: {status, deployments: {name: {status, replicas}}}} from Serve's REST status."""
+    out: dict[str, Any] = {}
+    for name, app in (api_status.get("applications") or {}).items():
+        deps = {}
+        for dname, dep in (app.get("deployments") or {}).items():
+            replicas = dep.get("replicas") or []
+            deps[dname] = {
+                "status": dep.get("status"),
+                "replicas": sum(1 for r in replicas if r.get("state") == "RUNNING"),
+            }
+        out[name] = {"status": app.get("status"), "deployments": deps}
+    return out
+
+
+def nodes_by_pool(nodes_url: str) -> dict[str, int]:
+    """Alive Ray nodes per pool (the `gantry.dev/pool` label every sandbox node carries)."""
+    from gantry.pools import POOL_LABEL
+
+    r = httpx.get(nodes_url, timeout=10)
+    r.raise_for_status()
+    counts: dict[str, int] = {}
+    for node in r.json()["data"]["result"]["result"]:
+        if node.get("state") != "ALIVE":
+            continue
+        pool = (node.get("labels") or {}).get(POOL_LABEL, "?")
+        counts[pool] = counts.get(pool, 0) + 1
+    return counts

@@ -1,0 +1,243 @@
+"""The sandbox's Serve applications, written as one declarative Serve config.
+
+Per service: one application per running version (`<service>-<version>`, built from the
+service's own `serve.yaml`, with its `autoscaling` block mapped onto Serve's replica autoscaler
+and its pool onto `ray_actor_options`) and one router application (`<service>`, route prefix
+`/<service>`) that splits traffic between them by weight (sandbox/router.py). The whole
+config is PUT to Serve's REST API (`/api/serve/applications/`, the same call `serve deploy`
+makes); Serve applies only the difference, so a weight change is an in-place `user_config`
+update of the router.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, Field
+from ray._private.ray_constants import WORKER_PROCESS_SETUP_HOOK_ENV_VAR
+
+from gantry.pools import PoolScheduling
+from gantry.sandbox_state import app_name
+from gantry.service import ServiceSpec
+from gantry.validation import deep_merge
+from sandbox import loopback
+from sandbox.raycluster import LOOPBACK, pool_resource
+
+ROUTER_IMPORT = "sandbox.router:app"
+# Every sandbox application's workers keep Serve's replica gRPC port on loopback (loopback.py).
+# Ray turns `worker_process_setup_hook` into this env var only for a driver's `ray.init`, not
+# for an application's runtime_env, so the sandbox sets the variable itself.
+LOOPBACK_ENV_VARS = {WORKER_PROCESS_SETUP_HOOK_ENV_VAR: loopback.HOOK}
+ROUTER_DEPLOYMENT = "Router"
+# The router only forwards; many requests may wait on it (the version replicas do the queueing).
+ROUTER_MAX_ONGOING = 1000
+
+
+class ServiceRouting(BaseModel):
+    """Which versions of a service run and how traffic is split (state in routing.json)."""
+
+    stable: str  # version serving (100 - canary_weight) % of traffic
+    canary: str | None = None  # version under analysis, if a rollout runs
+    canary_weight: int = Field(0, ge=0, le=100)  # percent
+    # Merged over each version's serve.yaml user_config, e.g. {"faults": {"error_rate": 0.5}}
+    # (test-only) from `gantry rollout --user-config`; a promoted canary keeps its own.
+    canary_user_config: dict[str, Any] = {}
+    stable_user_config: dict[str, Any] = {}
+
+
+class Routing(BaseModel):
+    services: dict[str, ServiceRouting]
+
+    @classmethod
+    def read(cls, path: Path) -> Routing:
+        return cls.model_validate_json(path.read_text())
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(self.model_dump_json(indent=2) + "\n")
+        tmp.replace(path)
+
+
+def version_prefix(service: str, version: str) -> str:
+    """Route prefix of one version, for direct canary requests (smoke and load webhooks)."""
+    return f"/_v/{app_name(service, version)}"
+
+
+def service_prefix(service: str) -> str:
+    return f"/{service}"
+
+
+def _template(spec: ServiceSpec) -> dict[str, Any]:
+    apps = spec.serve_config.get("applications") or []
+    if len(apps) != 1:
+        raise ValueError(f"{spec.serve_config_path}: the sandbox expects exactly one application")
+    return apps[0]
+
+
+def ingress_deployment(spec: ServiceSpec) -> str:
+    """The deployment the router calls (`forward()`): the application's only/first deployment."""
+    return str(_template(spec)["deployments"][0]["name"])
+
+
+def version_app(
+    spec: ServiceSpec,
+    version: str,
+    pool: PoolScheduling,
+    user_config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One version of a service as a Serve application config."""
+    app = copy.deepcopy(_template(spec))
+    app["name"] = app_name(spec.name, version)
+    app["route_prefix"] = version_prefix(spec.name, version)
+    app["args"] = {**(app.get("args") or {}), "version": version}
+    if spec.serve_config.get("logging_config"):
+        app.setdefault("logging_config", spec.serve_config["logging_config"])
+    runtime_env = app.setdefault("runtime_env", {})
+    runtime_env["env_vars"] = {**(runtime_env.get("env_vars") or {}), **LOOPBACK_ENV_VARS}
+    gpus = spec.resources.gpus / spec.replicas_per_pod if pool.is_gpu else 0
+    for dep in app["deployments"]:
+        # Replicas follow the service's autoscaling block (HPA's job on the cluster).
+        dep.pop("num_replicas", None)
+        dep["autoscaling_config"] = spec.serve_autoscaling_config()
+        opts = dep.setdefault("ray_actor_options", {})
+        # The pool resource plays the nodeSelector; GPU pools also hand out their GPUs.
+        opts["resources"] = {**(opts.get("resources") or {}), pool_resource(pool.name): 1}
+        opts["num_gpus"] = gpus
+        if user_config:
+            dep["user_config"] = deep_merge(dep.get("user_config") or {}, user_config)
+    return app
+
+
+def router_app(spec: ServiceSpec, routing: ServiceRouting, head: PoolScheduling) -> dict[str, Any]:
+    routes = [
+        {
+            "app": app_name(spec.name, routing.stable),
+            "deployment": ingress_deployment(spec),
+            "weight": 100 - routing.canary_weight,
+        }
+    ]
+    if routing.canary:
+        routes.append(
+            {
+                "app": app_name(spec.name, routing.canary),
+                "deployment": ingress_deployment(spec),
+                "weight": routing.canary_weight,
+            }
+        )
+    return {
+        "name": spec.name,
+        "route_prefix": service_prefix(spec.name),
+        "import_path": ROUTER_IMPORT,
+        "runtime_env": {"env_vars": dict(LOOPBACK_ENV_VARS)},
+        "args": {"service": spec.name},
+        "deployments": [
+            {
+                "name": ROUTER_DEPLOYMENT,
+                "num_replicas": 1,
+                "max_ongoing_requests": ROUTER_MAX_ONGOING,
+                "ray_actor_options": {"num_cpus": 0, "resources": {pool_resource(head.name): 1}},
+                "user_config": {"routes": routes},
+            }
+        ],
+    }
+
+
+def serve_document(
+    specs: dict[str, ServiceSpec],
+    routing: Routing,
+    pools: dict[str, PoolScheduling],
+    head: PoolScheduling,
+    serve_port: int,
+) -> dict[str, Any]:
+    """The complete Serve config (ServeDeploySchema) for the sandbox's current routing."""
+    apps: list[dict[str, Any]] = []
+    for name, spec in specs.items():
+        r = routing.services[name]
+        pool = pools[spec.pool]
+        apps.append(version_app(spec, r.stable, pool, r.stable_user_config))
+        if r.canary:
+            apps.append(version_app(spec, r.canary, pool, r.canary_user_config))
+        apps.append(router_app(spec, r, head))
+    # One proxy serves every service: the longest request timeout any service's serve.yaml sets.
+    timeouts = [
+        float(t)
+        for spec in specs.values()
+        if (t := (spec.serve_config.get("http_options") or {}).get("request_timeout_s"))
+    ]
+    http: dict[str, Any] = {"host": LOOPBACK, "port": serve_port}
+    if timeouts:
+        http["request_timeout_s"] = max(timeouts)
+    return {
+        # One HTTP proxy, on the head: pool nodes run replicas only.
+        "proxy_location": "HeadOnly",
+        "http_options": http,
+        "applications": apps,
+    }
+
+
+class ServeApi:
+    """Serve's REST API on the Ray dashboard (what `serve deploy` / `serve status` use)."""
+
+    def __init__(self, dashboard_url: str) -> None:
+        self._url = f"{dashboard_url}/api/serve/applications/"
+
+    def deploy(self, document: dict[str, Any], attempts: int = 4) -> None:
+        """PUT the config. Idempotent (declarative), so transient failures are retried: the
+        dashboard answers 500 while its Serve module (re)starts, which takes long when busy."""
+        problem = ""
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(5 * attempt)
+            try:
+                # The first PUT starts Serve's controller and proxy: slow on a busy machine.
+                r = httpx.put(self._url, json=document, timeout=180)
+            except httpx.HTTPError as err:
+                problem = f"Serve's REST API ({self._url}) did not answer: {err!r}"
+                continue
+            if r.status_code < 300:
+                return
+            problem = f"Serve rejected the config ({r.status_code}): {r.text[:500]}"
+            if r.status_code < 500:
+                break
+        raise RuntimeError(problem)
+
+    def status(self) -> dict[str, Any]:
+        r = httpx.get(self._url, timeout=10)
+        r.raise_for_status()
+        return dict(r.json())
+
+    def wait_running(self, apps: list[str], timeout_s: float) -> dict[str, Any]:
+        """Wait until every app in `apps` is RUNNING; raise with Serve's message if one fails."""
+        deadline = time.monotonic() + timeout_s
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                last = self.status().get("applications") or {}
+            except httpx.HTTPError:
+                time.sleep(1)
+                continue
+            states = {a: (last.get(a) or {}).get("status") for a in apps}
+            failed = [a for a, s in states.items() if s == "DEPLOY_FAILED"]
+            if failed:
+                msg = (last[failed[0]].get("message") or "").strip().splitlines()
+                raise RuntimeError(
+                    f"Serve app {failed[0]} failed to deploy: {' '.join(msg)[-600:]}"
+                )
+            if all(s == "RUNNING" for s in states.values()):
+                return last
+            time.sleep(1)
+        states = {a: (last.get(a) or {}).get("status") for a in apps}
+        raise TimeoutError(f"Serve apps not RUNNING after {timeout_s:.0f}s: {states}")
+
+    def wait_deleted(self, apps: list[str], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            present = self.status().get("applications") or {}
+            if not any(a in present for a in apps):
+                return
+            time.sleep(1)
+        raise TimeoutError(f"Serve apps {apps} still present after {timeout_s:.0f}s")

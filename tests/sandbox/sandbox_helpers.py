@@ -1,0 +1,121 @@
+"""Helpers for the sandbox's end-to-end tests: a stack file with short timings, the `gantry`
+CLI in a subprocess, a closed-loop load generator that counts every failed request, and the
+listening sockets of the sandbox's processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import yaml
+
+from gantry.sandbox_state import SandboxState
+from sandbox import procs
+
+REPO = Path(__file__).resolve().parents[3]
+
+# Sandbox timings for tests: set through the stack config, the same way a user would.
+FAST_SANDBOX = {
+    "autoscaler_interval_s": 1,  # s between Ray autoscaler decisions
+    "idle_timeout_s": 8,  # s an idle pool node lives
+    "scrape_interval_s": 1,  # s
+    "metrics_report_interval_s": 1,  # s
+    "ready_timeout_s": 240,  # s
+}
+
+
+def write_stack(path: Path, services: dict[str, Any], sandbox: dict[str, Any]) -> Path:
+    """A copy of Pulumi.sandbox.yaml with other services and sandbox settings."""
+    doc = yaml.safe_load((REPO / "Pulumi.sandbox.yaml").read_text())
+    doc["config"]["gantry:services"] = services
+    doc["config"]["gantry:sandbox"] = sandbox
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def gantry(
+    *args: str, timeout: float = 420, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the `gantry` CLI as a user would; output captured."""
+    argv = [sys.executable, "-c", "from gantry.cli import main; main()", *args]
+    return subprocess.run(
+        argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env or dict(os.environ)
+    )
+
+
+class Load:
+    """Closed-loop clients POSTing `body` to `url` until stopped; counts every outcome."""
+
+    def __init__(self, url: str, body: dict[str, Any], clients: int) -> None:
+        self.url, self.body = url, body
+        self.outcomes: Counter[str] = Counter()
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=60) as client:
+            while not self._stop.is_set():
+                try:
+                    r = client.post(self.url, json=self.body)
+                    key = str(r.status_code)
+                    if r.status_code != 200:
+                        with self._lock:
+                            self.errors.append(f"{r.status_code} {r.text[:200]}")
+                except httpx.HTTPError as err:
+                    key = type(err).__name__
+                    with self._lock:
+                        self.errors.append(repr(err))
+                with self._lock:
+                    self.outcomes[key] += 1
+
+    @property
+    def failed(self) -> int:
+        return sum(n for k, n in self.outcomes.items() if k != "200")
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=90)
+
+
+def listeners(state: SandboxState) -> list[tuple[str, int, int]]:
+    """(address, port, pid) of every listening TCP socket of the sandbox's processes."""
+    pids = {p.pid for p in procs.members(state.procs)}
+    return [
+        (c.laddr.ip, c.laddr.port, c.pid)
+        for c in psutil.net_connections("tcp")
+        if c.status == psutil.CONN_LISTEN and c.pid in pids
+    ]
+
+
+def ss_ports() -> set[int]:
+    """Listening TCP ports on this machine, as `ss -ltn` reports them."""
+    out = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=True).stdout
+    return {int(line.split()[3].rsplit(":", 1)[1]) for line in out.splitlines() if line.strip()}
+
+
+def wait_for(what: str, pred: Callable[[], Any], timeout_s: float, every_s: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")
