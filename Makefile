@@ -9,18 +9,22 @@ STACK ?= sandbox
 # CPU-only torch wheels (PyPI's default Linux torch pulls several GB of CUDA libraries); used
 # when reachable. Empty it (`make TORCH_INDEX= venv`) to skip it, e.g. behind a PyPI mirror.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# Every package the venv gets, pinned with its sha256 (`make lock` writes it; header: why torch
+# is the +cpu build and where it comes from).
+LOCK := requirements/dev.lock
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYVER = $(shell $(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
-.PHONY: help venv os-deps lint format test render bench bench-services sandbox prometheus checkov-venv crd-schemas charts
+.PHONY: help venv lock os-deps lint format test render bench bench-services sandbox prometheus checkov-venv crd-schemas charts
 .DEFAULT_GOAL := help
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
 	  awk -F':.*## ' '{ printf "make %-10s %s\n", $$1, $$2 }'
 
-# The venv is (re)installed when pyproject.toml changes; the stamp records the last install.
-$(STAMP): pyproject.toml
+# The venv is (re)installed when the lock changes; the stamp records the last install. pip checks
+# every file against the lock's sha256 (--require-hashes); then Gantry itself, editable, no deps.
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PY) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 13))' || { \
 	  echo "Gantry needs Python 3.11 or 3.12, $(PY) is $(PYVER). Try: make PY=python3.11 $(MAKECMDGOALS)"; \
 	  exit 2; }
@@ -30,20 +34,55 @@ $(STAMP): pyproject.toml
 	@if [ -n "$(TORCH_INDEX)" ] && $(PY) -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=10)' \
 	  "$(TORCH_INDEX)/" >/dev/null 2>&1; then idx="--extra-index-url $(TORCH_INDEX)"; \
 	else idx=""; echo "note: torch index '$(TORCH_INDEX)' unreachable, using the default index only"; fi; \
-	echo "$(BIN)/python -m pip install -q $$idx -e '.[dev]'"; \
-	$(BIN)/python -m pip install -q $$idx -e '.[dev]'
+	echo "$(BIN)/python -m pip install -q $$idx --require-hashes -r $(LOCK)"; \
+	$(BIN)/python -m pip install -q $$idx --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
-venv: $(STAMP) ## create .venv and install Gantry with its dev tools
+venv: $(STAMP) ## create .venv and install Gantry with its dev tools (from requirements/dev.lock)
+
+# The locks, from pyproject.toml's pins, with uv (a dev dependency): requirements/dev.lock (all
+# extras: make venv, CI), requirements/gantry.lock (the base install: `gantry up`/`render`), and
+# each image's requirements*.txt from its requirements*.in at dev.lock's versions (the CUDA image
+# gets torch from PyTorch's CUDA index, so its file leaves torch out: embedder/no-torch.txt).
+# Resolved for Linux x86_64 (LOCK_PLATFORM); every platform's hashes are listed. uv reads no pip
+# config, so it gets pip's find-links (where this machine keeps torch's CPU wheel) and, when it
+# answers, PyTorch's CPU index page for torch alone. `make lock LOCK_FLAGS=--upgrade` upgrades
+# what pyproject.toml leaves unpinned; tests/test_dependencies.py fails when a file drifts.
+LOCK_PLATFORM ?= x86_64-manylinux_2_28
+FIND_LINKS ?= $(shell $(PY) -m pip config get global.find-links 2>/dev/null)
+UV_COMPILE = $(BIN)/uv pip compile --quiet --generate-hashes --python-platform $(LOCK_PLATFORM) \
+  --custom-compile-command 'make lock' $(addprefix --find-links ,$(FIND_LINKS)) $(LOCK_FLAGS)
+lock: venv ## pin every dependency with its hash: requirements/*.lock, services/*/requirements*.txt
+	@set -e; \
+	if [ -n "$(TORCH_INDEX)" ] && $(PY) -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=10)' \
+	  "$(TORCH_INDEX)/torch/" >/dev/null 2>&1; then torch="--find-links $(TORCH_INDEX)/torch/"; \
+	else torch=""; echo "note: torch index '$(TORCH_INDEX)' unreachable, torch from find-links only"; fi; \
+	py311() { $(UV_COMPILE) $$torch --python-version 3.11 "$$@"; }; \
+	py311 --no-header --extra dev pyproject.toml -o $(LOCK); \
+	py311 --no-header -c $(LOCK) pyproject.toml -o requirements/gantry.lock; \
+	for f in requirements/gantry.lock $(LOCK); do \
+	  cat requirements/HEADER $$f > $$f.new; mv $$f.new $$f; done; \
+	for svc in embedder classifier; do \
+	  py311 -c $(LOCK) services/$$svc/requirements.in -o services/$$svc/requirements.txt; done; \
+	$(UV_COMPILE) --python-version 3.12 -c $(LOCK) --overrides services/embedder/no-torch.txt \
+	  services/embedder/requirements-cuda.in -o services/embedder/requirements-cuda.txt
 
 os-deps: ## install the OS packages make needs (Debian/Ubuntu: python3.X-venv)
 	$(SUDO) apt-get update -q
 	$(SUDO) apt-get install -y -q python$(PYVER)-venv
 
-lint: venv ## ruff check + ruff format --check + mypy (infra, services, loadtests)
+# deptry twice: the packages (config: pyproject.toml's [tool.deptry]), then tests/, which is dev
+# code: there only missing (DEP001) and transitive (DEP003) imports count. DEP002 is ignored as
+# tests need not import every runtime package, DEP004 as dev packages are what tests may import;
+# the extra first-party names are tests' helper modules, imported from their own folders.
+TEST_MODULES := gantry infra sandbox services loadtests tests sandbox_helpers loadtest_timelines fake_target
+lint: venv ## ruff check + ruff format --check + mypy + deptry (imports == declared dependencies)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/deptry .
+	$(BIN)/deptry tests --exclude '\.venv' --ignore DEP002,DEP004 $(addprefix -kf ,$(TEST_MODULES))
 
 format: venv ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

@@ -75,7 +75,7 @@ def _duration(value: Any) -> str:
 
 
 # A Go duration as Flagger spells it (30s, 1m, 1m30s); a bare integer means seconds.
-Duration = Annotated[str, BeforeValidator(_duration)]
+Duration = Annotated[str, BeforeValidator(_duration, json_schema_input_type=str | int)]
 
 
 class _Model(BaseModel):
@@ -86,26 +86,50 @@ class _Model(BaseModel):
 class Image(_Model):
     """How the service's container image is built. Paths are relative to services/<name>/."""
 
-    repository: str  # image name without registry or tag, e.g. gantry/embedder
-    dockerfile: str = "Dockerfile"  # the EKS stack may override (e.g. the CUDA Dockerfile)
-    # Build args passed with --build-arg.
-    build_args: dict[str, str] = {}
+    repository: str = Field(
+        description="Image name without registry or tag, e.g. gantry/embedder; on EKS it is "
+        "pushed to <image_registry>/<repository>."
+    )
+    dockerfile: str = Field(
+        "Dockerfile",
+        description="Dockerfile to build, relative to services/<name>/; a stack may override it "
+        "(e.g. the EKS stack's CUDA Dockerfile).",
+    )
+    build_args: dict[str, str] = Field({}, description="Build args, passed with --build-arg.")
 
 
 class Serve(_Model):
     """Ray Serve facts the pod needs; they must agree with serve.yaml and app.py."""
 
-    config: str = "serve.yaml"  # Serve config file, relative to services/<name>/
-    port: Annotated[int, Field(ge=1024, le=65535)] = 8000  # Serve HTTP proxy port
-    # App readiness route (200 only once the model is loaded and a warm-up inference passed).
-    readiness_path: str
-    # Serve's own proxy health route (liveness: the proxy and controller are alive).
-    health_path: str = "/-/healthz"
-    metrics_port: Annotated[int, Field(ge=1024, le=65535)] = 8080  # Ray's Prometheus export port
-    # Serve replicas per pod, fixed (the HPA scales pods). None: serve.yaml's `num_replicas`.
-    replicas_per_pod: PosInt | None = None
-    # Seconds for endpoints and Envoy to stop routing to a terminating pod (part of preStop).
-    drain_delay_s: PosInt = 10
+    config: str = Field(
+        "serve.yaml",
+        description="The Serve config file the pod runs, relative to services/<name>/.",
+    )
+    port: Annotated[int, Field(ge=1024, le=65535)] = Field(
+        8000, description="Serve's HTTP proxy port (container port `http`)."
+    )
+    readiness_path: str = Field(
+        description="App readiness route (startup and readiness probes): 200 only once the model "
+        "is loaded and a warm-up inference passed."
+    )
+    health_path: str = Field(
+        "/-/healthz",
+        description="Serve's own proxy health route (liveness probe: the proxy and controller "
+        "are alive).",
+    )
+    metrics_port: Annotated[int, Field(ge=1024, le=65535)] = Field(
+        8080, description="Ray's Prometheus metrics export port (container port `metrics`)."
+    )
+    replicas_per_pod: PosInt | None = Field(
+        None,
+        description="Serve replicas per pod, fixed (the HPA scales pods). Unset: serve.yaml's "
+        "`num_replicas`.",
+    )
+    drain_delay_s: PosInt = Field(
+        10,
+        description="Seconds for endpoints and Envoy to stop routing to a terminating pod; the "
+        "preStop sleep is this plus the request timeout.",
+    )
 
     @field_validator("readiness_path", "health_path")
     @classmethod
@@ -122,11 +146,21 @@ class Resources(_Model):
     `memory_gib` must include it.
     """
 
-    cpu: PosFloat  # cores requested
-    memory_gib: PosFloat  # GiB requested
-    cpu_limit: PosFloat | None = None  # cores; None: no burst above the request
-    memory_limit_gib: PosFloat | None = None  # GiB; None: equal to the request (no OOM surprise)
-    gpus: NonNegInt = 0  # whole GPUs per pod (request = limit, as Kubernetes requires)
+    cpu: PosFloat = Field(description="CPU requested per pod, in cores.")
+    memory_gib: PosFloat = Field(
+        description="Memory requested per pod, in GiB (Ray's fixed processes included)."
+    )
+    cpu_limit: PosFloat | None = Field(
+        None, description="CPU limit per pod, in cores. Unset: no burst above the request."
+    )
+    memory_limit_gib: PosFloat | None = Field(
+        None,
+        description="Memory limit per pod, in GiB. Unset: equal to the request (no OOM surprise).",
+    )
+    gpus: NonNegInt = Field(
+        0,
+        description="Whole GPUs (nvidia.com/gpu) per pod; request = limit, as Kubernetes requires.",
+    )
 
     @model_validator(mode="after")
     def _limits(self) -> Resources:
@@ -150,19 +184,32 @@ class Resources(_Model):
 class Sidecar(_Model):
     """The Istio sidecar's resources (set by pod annotations; counted by the quota check)."""
 
-    cpu: PosFloat = 0.1  # cores requested
-    memory_mib: PosInt = 128  # MiB requested
-    cpu_limit: PosFloat = 0.5  # cores
-    memory_limit_mib: PosInt = 256  # MiB
+    cpu: PosFloat = Field(0.1, description="CPU requested by the sidecar, in cores.")
+    memory_mib: PosInt = Field(128, description="Memory requested by the sidecar, in MiB.")
+    cpu_limit: PosFloat = Field(0.5, description="The sidecar's CPU limit, in cores.")
+    memory_limit_mib: PosInt = Field(256, description="The sidecar's memory limit, in MiB.")
 
 
 class ScaleBehaviour(_Model):
     """One direction of scaling. Engine-neutral: HPA `behavior` and Serve's delays."""
 
-    stabilization_s: NonNegInt  # seconds a recommendation must hold before acting
-    period_s: PosInt = 15  # seconds per step (HPA policy periodSeconds)
-    max_percent: PosInt | None = None  # at most this % of current replicas per period
-    max_replicas_step: PosInt | None = None  # at most this many replicas per period
+    stabilization_s: NonNegInt = Field(
+        description="Seconds a recommendation must hold before acting (HPA stabilization window; "
+        "Serve's upscale/downscale delay)."
+    )
+    period_s: PosInt = Field(
+        15, description="Seconds per step (HPA policy periodSeconds; Kubernetes only)."
+    )
+    max_percent: PosInt | None = Field(
+        None,
+        description="At most this % of the current replicas added or removed per period (set "
+        "this and/or max_replicas_step).",
+    )
+    max_replicas_step: PosInt | None = Field(
+        None,
+        description="At most this many replicas added or removed per period (set this and/or "
+        "max_percent).",
+    )
 
     @model_validator(mode="after")
     def _one_policy(self) -> ScaleBehaviour:
@@ -174,15 +221,26 @@ class ScaleBehaviour(_Model):
 class Autoscaling(_Model):
     """Replica autoscaling: pods on Kubernetes (HPA), Serve replicas in the sandbox."""
 
-    min_replicas: PosInt  # replicas
-    max_replicas: PosInt  # replicas
-    # Target in-flight (ongoing) requests per Serve replica; HPA target per pod = this x
-    # serve.replicas_per_pod; Serve's `target_ongoing_requests` in the sandbox.
-    target_in_flight: PosFloat
-    # Secondary HPA target: % of requested CPU (None: in-flight only). No Serve equivalent.
-    target_cpu_percent: Annotated[int, Field(ge=1, le=100)] | None = 80
-    scale_up: ScaleBehaviour  # fast: a short window, big steps
-    scale_down: ScaleBehaviour  # stabilised: a long window, small steps
+    min_replicas: PosInt = Field(
+        description="Fewest replicas (pods on Kubernetes, Serve replicas in the sandbox)."
+    )
+    max_replicas: PosInt = Field(
+        description="Most replicas (pods on Kubernetes, Serve replicas in the sandbox)."
+    )
+    target_in_flight: PosFloat = Field(
+        description="Target in-flight (ongoing) requests per Serve replica: Serve's "
+        "`target_ongoing_requests` in the sandbox; the HPA's target per pod is this x "
+        "serve.replicas_per_pod."
+    )
+    target_cpu_percent: Annotated[int, Field(ge=1, le=100)] | None = Field(
+        80,
+        description="Secondary HPA target, in % of requested CPU (Kubernetes only: Serve has no "
+        "equivalent). null: scale on in-flight requests only.",
+    )
+    scale_up: ScaleBehaviour = Field(description="Scaling up: fast, a short window and big steps.")
+    scale_down: ScaleBehaviour = Field(
+        description="Scaling down: stabilised, a long window and small steps."
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> Autoscaling:
@@ -194,38 +252,48 @@ class Autoscaling(_Model):
 class Slo(_Model):
     """What users are promised; canary thresholds and alerts default to these."""
 
-    success_rate_percent: Percent  # % of requests answered without a 5xx
-    p99_latency_ms: PosFloat  # ms, 99th percentile of request duration
+    success_rate_percent: Percent = Field(
+        description="% of requests answered without a 5xx; the default `min` of the "
+        "request-success-rate canary check."
+    )
+    p99_latency_ms: PosFloat = Field(
+        description="99th percentile of request duration, in ms; the default `max` of the "
+        "request-duration canary check."
+    )
 
 
 class Probe(_Model):
-    period_s: PosInt  # seconds between probes
-    timeout_s: PosInt = 2  # seconds per probe
-    failure_threshold: PosInt  # consecutive failures before acting
-    initial_delay_s: NonNegInt = 0  # seconds
+    """One Kubernetes probe's timing."""
+
+    period_s: PosInt = Field(description="Seconds between probes.")
+    timeout_s: PosInt = Field(2, description="Seconds each probe may take.")
+    failure_threshold: PosInt = Field(description="Consecutive failures before acting.")
+    initial_delay_s: NonNegInt = Field(0, description="Seconds before the first probe.")
 
 
 class Probes(_Model):
     """startup/readiness probe the app readiness route; liveness probes Serve's proxy health."""
 
-    startup: Probe  # budget period_s x failure_threshold covers Ray start + model load + warm-up
-    readiness: Probe
-    liveness: Probe
+    startup: Probe = Field(
+        description="Until it passes no other probe runs; its budget, period_s x "
+        "failure_threshold, must cover Ray's start, the model load and the warm-up."
+    )
+    readiness: Probe = Field(description="Failing takes the pod out of the Service's endpoints.")
+    liveness: Probe = Field(description="Failing restarts the container.")
 
 
+# The metric checks a canary may run: each one's unit, threshold side and query per engine are
+# its rows of METRIC_CHECKS in gantry/canary.py (a test keeps the two in step).
 MetricName = Literal[
-    # Flagger built-ins over Istio's telemetry (the sandbox computes them from Serve's metrics):
-    "request-success-rate",  # % of non-5xx responses; threshold `min`
-    "request-duration",  # p99 latency in ms; threshold `max`
-    # Gantry MetricTemplates over Ray Serve's own metrics (infra/serving/metrics.py):
-    "serve-error-rate",  # % of requests the Serve replicas failed; threshold `max`
-    "serve-latency-p99",  # p99 of Serve's processing latency in ms; threshold `max`
+    "request-success-rate", "request-duration", "serve-error-rate", "serve-latency-p99"
 ]
 
 
 class ThresholdRange(_Model):
-    min: float | None = None
-    max: float | None = None
+    """Bounds a metric must stay within, as Flagger's `thresholdRange`: min and/or max."""
+
+    min: float | None = Field(None, description="Lowest passing value, in the metric's unit.")
+    max: float | None = Field(None, description="Highest passing value, in the metric's unit.")
 
     @model_validator(mode="after")
     def _one(self) -> ThresholdRange:
@@ -237,50 +305,84 @@ class ThresholdRange(_Model):
 class MetricCheck(_Model):
     """One analysis check, as in Flagger's `analysis.metrics`; no data counts as a failure."""
 
-    name: MetricName
-    # None only for the two SLO-backed checks, filled from `slo` by ServiceSpec.
-    threshold_range: ThresholdRange | None = Field(default=None, alias="thresholdRange")
-    interval: Duration = "1m"  # window the metric is computed over
+    name: MetricName = Field(
+        description="The metric, by Flagger's name. Rates are in %, latencies in ms; a success "
+        "rate needs a `min`, an error rate or a latency a `max`."
+    )
+    threshold_range: ThresholdRange | None = Field(
+        default=None,
+        alias="thresholdRange",
+        description="Bounds the metric must stay within. May be omitted only for "
+        "request-success-rate and request-duration: they default to slo.success_rate_percent "
+        "(min) and slo.p99_latency_ms (max).",
+    )
+    interval: Duration = Field(
+        "1m",
+        description="Window the metric is computed over (30s, 1m, 1m30s; an integer means "
+        "seconds).",
+    )
 
 
 class Request(_Model):
     """A real request to the service (smoke test and load generation)."""
 
-    method: Literal["GET", "POST"] = "POST"
-    path: str
-    body: dict[str, Any] | None = None  # JSON body
+    method: Literal["GET", "POST"] = Field("POST", description="HTTP method.")
+    path: str = Field(description="Path on the service, e.g. /v1/models/classifier:predict.")
+    body: dict[str, Any] | None = Field(None, description="JSON body. Unset: no body.")
 
 
 class SmokeHook(_Model):
     """pre-rollout: one request to the canary must answer 2xx or the rollout does not start."""
 
-    request: Request
-    timeout: Duration = "30s"
+    request: Request = Field(description="Sent once to the canary before the rollout starts.")
+    timeout: Duration = Field(
+        "30s", description="How long the request may take (30s, 1m; an integer means seconds)."
+    )
 
 
 class LoadHook(_Model):
     """rollout: traffic generated against the canary during every analysis interval."""
 
-    request: Request
-    rps: PosFloat  # requests per second in total
-    concurrency: PosInt = 2  # concurrent clients
-    timeout: Duration = "15s"  # per webhook call
+    request: Request = Field(description="Sent to the canary over and over.")
+    rps: PosFloat = Field(description="Requests per second, in total over all clients.")
+    concurrency: PosInt = Field(2, description="Concurrent clients.")
+    timeout: Duration = Field(
+        "15s", description="Per webhook call (30s, 1m; an integer means seconds)."
+    )
 
 
 class Webhooks(_Model):
-    smoke: SmokeHook | None = None
-    load: LoadHook | None = None
+    """Requests sent to the canary (Flagger webhooks; the sandbox's driver sends the same)."""
+
+    smoke: SmokeHook | None = Field(
+        None, description="A smoke test before the rollout starts. Unset: none."
+    )
+    load: LoadHook | None = Field(
+        None,
+        description="Load during the analysis, so the checks have data. Unset: only real "
+        "traffic reaches the canary.",
+    )
 
 
 class Canary(_Model):
     """The canary policy, spelled like Flagger's `analysis` block (camelCase keys accepted)."""
 
-    interval: Duration  # time between checks (and weight steps)
-    threshold: PosInt  # failed checks before rollback
-    step_weight: Annotated[int, Field(ge=1, le=100, alias="stepWeight")]  # % added per pass
-    max_weight: Annotated[int, Field(ge=1, le=100, alias="maxWeight")]  # % reached, then promote
-    metrics: list[MetricCheck] = Field(min_length=1)
-    webhooks: Webhooks = Webhooks()
+    interval: Duration = Field(
+        description="Time between checks and weight steps (30s, 1m, 1m30s; an integer means "
+        "seconds)."
+    )
+    threshold: PosInt = Field(description="Failed checks before rollback.")
+    step_weight: Annotated[int, Field(ge=1, le=100, alias="stepWeight")] = Field(
+        description="% of traffic added to the canary per passing check; must divide maxWeight."
+    )
+    max_weight: Annotated[int, Field(ge=1, le=100, alias="maxWeight")] = Field(
+        description="% of traffic at which the canary is promoted."
+    )
+    metrics: list[MetricCheck] = Field(
+        min_length=1,
+        description="Checks run every interval; a check without data counts as failed.",
+    )
+    webhooks: Webhooks = Field(Webhooks(), description="Requests sent to the canary.")
 
     @model_validator(mode="after")
     def _weights(self) -> Canary:
@@ -323,22 +425,31 @@ class Canary(_Model):
 class ServiceSpec(_Model):
     """One model service, after the stack's overrides are merged in."""
 
-    name: str  # the folder name; also the Kubernetes name of every object
-    description: str = ""
-    team: str  # team (platform/teams.yaml) whose namespace the service runs in
-    version: str = "v1"  # model version the pods serve (canary: change it and `up`)
-    image: Image
-    pool: str  # node pool name (stack `pools`)
-    serve: Serve
-    resources: Resources
-    sidecar: Sidecar = Sidecar()
-    autoscaling: Autoscaling
-    slo: Slo
-    probes: Probes
-    canary: Canary
-    # Resolved at load time, not written in the file:
-    directory: Path  # services/<name>/
-    serve_config: dict[str, Any]  # the parsed serve.yaml
+    name: str = Field(
+        description="The service's folder name (may be omitted); also the Kubernetes name of "
+        "every object."
+    )
+    description: str = Field("", description="What the service is, in one line.")
+    team: str = Field(
+        description="Team (platform/teams.yaml) whose namespace the service runs in; it must be "
+        "allowed on the pool."
+    )
+    version: str = Field(
+        "v1",
+        description="Model version the pods serve; changing it (then `gantry up`) is a canary.",
+    )
+    image: Image = Field(description="How the container image is built.")
+    pool: str = Field(description="Node pool (the stack's `pools`) the pods run on.")
+    serve: Serve = Field(description="Ray Serve facts the pod needs.")
+    resources: Resources = Field(description="Container resources per pod.")
+    sidecar: Sidecar = Field(Sidecar(), description="The Istio sidecar's resources per pod.")
+    autoscaling: Autoscaling = Field(description="Replica autoscaling.")
+    slo: Slo = Field(description="What users are promised; canary thresholds default to it.")
+    probes: Probes = Field(description="Kubernetes probes.")
+    canary: Canary = Field(description="The canary policy a new version is rolled out by.")
+    # Resolved at load time, not written in the file (service_file_schema leaves them out):
+    directory: Path = Field(description="services/<name>/.")
+    serve_config: dict[str, Any] = Field(description="The parsed serve.yaml.")
 
     @model_validator(mode="before")
     @classmethod

@@ -8,7 +8,7 @@ import pulumi
 
 from gantry.service import load_services
 from gantry.stack import GantryConfig
-from infra.addons import Platform
+from infra.addons import Platform, PlatformArgs
 from infra.cluster import ClusterOutputs
 from infra.cluster.factory import create_cluster
 from infra.serving import Serving, ServingArgs
@@ -21,8 +21,8 @@ def build(cfg: GantryConfig, services_dir: Path | None = None) -> ClusterOutputs
     pulumi.export("cluster", cluster.name)
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("pools", {name: p.node_labels for name, p in cluster.pools.items()})
-    platform = Platform("platform", cluster, cfg.platform)
+    platform = Platform("platform", PlatformArgs(cluster, cfg.platform))
     pulumi.export("gateway", platform.outputs.gateway)
-    serving = Serving("serving", ServingArgs.from_layers(cfg, cluster, platform.outputs, services))
+    serving = Serving("serving", ServingArgs(services, cluster, platform.outputs))
     pulumi.export("services", {name: platform.outputs.host(name) for name in serving.services})
     return cluster

@@ -14,12 +14,14 @@ from collections.abc import Callable
 
 from pydantic import BaseModel
 
+from gantry.canary import Outcome, Phase
 from loadtests.scenario import Expectations
 from loadtests.timeline import Sample
 
-# Phases that end a rollout, by outcome: Flagger's Canary phases and the sandbox driver's.
-PROMOTED = {"succeeded", "promoted"}
-ROLLED_BACK = {"failed", "rolled_back", "rolledback"}
+# What ends a rollout, by outcome, lower-cased as the timeline may hold it: a cluster's Flagger
+# Canary phase, or the sandbox driver's final event (loadtests/observers.py).
+PROMOTED = {Phase.SUCCEEDED.lower(), Outcome.PROMOTED.value}
+ROLLED_BACK = {Phase.FAILED.lower(), Outcome.ROLLED_BACK.value}
 
 
 class Check(BaseModel):
@@ -175,13 +177,13 @@ def _failed(exp: Expectations, failures: int) -> Check:
     )
 
 
-def outcome(phase: str | None) -> str | None:
+def outcome(phase: str | None) -> Outcome | None:
     """`promoted`, `rolled_back`, or None while a rollout is in progress (or never ran)."""
     p = (phase or "").lower()
     if p in PROMOTED:
-        return "promoted"
+        return Outcome.PROMOTED
     if p in ROLLED_BACK:
-        return "rolled_back"
+        return Outcome.ROLLED_BACK
     return None
 
 

@@ -3,7 +3,7 @@
 Picked from the target, not from a flag: the running sandbox's Serve URL -> `SandboxObserver`
 (Ray Serve's REST API and Ray's node list); any other URL -> `KubernetesObserver` (the official
 `kubernetes` client on the current kubeconfig context). They run in the parent process, never
-in the Locust one (httpx/kubernetes must not share a process with gevent).
+in the Locust one (requests/kubernetes must not share a process with gevent).
 """
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
+import requests
 
 from gantry.pools import POOL_LABEL
 from loadtests.timeline import PlatformPoint, append
+
+# Per request to Ray's REST APIs: a sample that cannot answer in this is recorded as an error.
+SAMPLE_TIMEOUT_S = 5.0
 
 
 class Observer(Protocol):
@@ -143,15 +146,15 @@ class SandboxObserver:
         self.nodes_api: str = state.urls["nodes_api"]
         self.events = Path(state_dir) / "rollouts" / f"{service}.jsonl"
         self.since = time.time()
-        self.client = httpx.Client(timeout=5.0)
+        self.client = requests.Session()
 
     def sample(self) -> PlatformPoint:
         ts = time.time()
         try:
-            apps = get_json(self.client, self.serve_api)
+            apps = get_json(self.client, self.serve_api, SAMPLE_TIMEOUT_S)
             replicas, weights = serve_replicas_and_weights(apps, self.service)
-            nodes = ray_nodes_per_pool(get_json(self.client, self.nodes_api))
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as err:
+            nodes = ray_nodes_per_pool(get_json(self.client, self.nodes_api, SAMPLE_TIMEOUT_S))
+        except (requests.RequestException, ValueError, KeyError, TypeError) as err:
             return PlatformPoint(ts=ts, error=f"{type(err).__name__}: {err}"[:200])
         phase = rollout_phase(self.events, self.since)
         return PlatformPoint(
@@ -265,7 +268,7 @@ class Sampler:
         self._thread.join(timeout=10)
 
 
-def get_json(client: httpx.Client, url: str) -> Any:
-    resp = client.get(url)
+def get_json(client: requests.Session, url: str, timeout_s: float) -> Any:
+    resp = client.get(url, timeout=timeout_s)
     resp.raise_for_status()
     return resp.json()

@@ -19,20 +19,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
+import requests
 import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gantry.errors import PrerequisiteError
-from gantry.sandbox_state import SandboxState
+from gantry.sandbox_state import SandboxState, read_state
 from loadtests import payloads
 from loadtests.expectations import evaluate
 from loadtests.observers import NullObserver, Observer, Sampler, SandboxObserver
 from loadtests.report import Summary, plot_timeline, write_summary
 from loadtests.scenario import SANDBOX, RunSpec, Scenario
 from loadtests.timeline import LoadPoint, PlatformPoint, merge, read_points, write_timeline
-from sandbox.state import Paths
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 # Longest Locust may run past the shape's end before it is killed (s).
@@ -60,8 +59,8 @@ def preflight(service: str, host: str, n_features: int, timeout_s: float = 30.0)
         body = {"instances": [[1.0] * n_features]}
         path, check = payloads.PREDICT_PATH, payloads.check_predictions
     try:
-        resp = httpx.post(host + path, json=body, timeout=timeout_s)
-    except httpx.HTTPError as err:
+        resp = requests.post(host + path, json=body, timeout=timeout_s)
+    except requests.RequestException as err:
         raise TargetError(f"{host}{path} is not answering: {type(err).__name__}: {err}") from None
     problem = check(body, resp.status_code, resp.text)
     if problem:
@@ -336,7 +335,7 @@ def _same_origin(a: str, b: str) -> bool:
 
 
 def _sandbox_state(state_dir: Path) -> SandboxState | None:
-    return Paths(state_dir).read_state()
+    return read_state(state_dir)
 
 
 def _cluster_observer(scenario: Scenario) -> Observer:

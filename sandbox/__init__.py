@@ -13,12 +13,14 @@ what Ray really does:
 
 Modules: raycluster.py (head + autoscaler config from the stack's pools), prometheus.py,
 serving.py (the Serve config: one application per version + one router per service, PUT to
-Serve's REST API), router.py, rollout.py + analysis.py (the driver and its PromQL checks),
-lifecycle.py (up/down/status), procs.py (PIDs and process sessions), state.py, ports.py,
+Serve's REST API), router.py, rollout.py (the driver: a ticker around gantry/canary.py's
+state machine) + canary_engine.py (its actions on the sandbox) + rollout_files.py (its status,
+lock and events) + analysis.py (its PromQL checks), lifecycle.py (up/down/status), procs.py (PIDs and process sessions), state.py, ports.py,
 loopback.py (keeps Serve replicas' gRPC port on 127.0.0.1).
 
 For tools that observe a running sandbox (load tests): read `.gantry/sandbox/state.json`
-(`SandboxState` in state.py; another state dir with `--state-dir` / `GANTRY_SANDBOX_DIR`):
+(`SandboxState` in gantry/sandbox_state.py, so observers need not import the sandbox; another
+state dir with `--state-dir` / `GANTRY_SANDBOX_DIR`):
 
 - `routes[<service>]`: the service's base URL, e.g. `http://127.0.0.1:<serve>/embedder`
   (then `/v1/embeddings`); `urls.serve` is Serve's HTTP proxy.

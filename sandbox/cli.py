@@ -17,7 +17,6 @@ from rich.table import Table
 
 from gantry import project
 from gantry.console import console, err_console, fail, load_stack, step
-from gantry.errors import EXIT_FAILED
 
 sandbox_app = typer.Typer(
     help="The embedded sandbox: the services, pools, autoscaling and canary policy on local Ray "
@@ -135,7 +134,12 @@ def down(state_dir: StateDir = None) -> None:
 
 def rollout(
     service: Annotated[str, typer.Argument(help="Service to roll out, e.g. embedder.")],
-    to: Annotated[str | None, typer.Option("--to", help="Version to roll out, e.g. v2.")] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to", help="Version to roll out, e.g. v2. Without it: resume the unfinished rollout."
+        ),
+    ] = None,
     watch: Annotated[
         bool,
         typer.Option(
@@ -153,60 +157,76 @@ def rollout(
         ),
     ] = None,
     abort: Annotated[
-        bool, typer.Option("--abort", help="Restore the stable version at 100 % and stop.")
+        bool,
+        typer.Option("--abort", help="Roll back the rollout: the stable version at 100 %."),
     ] = False,
+    pause: Annotated[
+        bool, typer.Option("--pause", help="Hold the rollout where it is (no step, no check).")
+    ] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a paused rollout.")] = False,
     stack: Stack = "sandbox",
     stack_file: StackFile = None,
     state_dir: StateDir = None,
 ) -> None:
-    """Canary-roll a service in the sandbox, per its service.yaml `canary` policy."""
+    """Canary-roll a service in the sandbox, per its service.yaml `canary` policy; run it again
+    to resume a rollout whose driver was killed."""
+    from gantry.canary import Outcome
     from sandbox.lifecycle import SandboxError, running_state
-    from sandbox.rollout import Driver, EventLog
+    from sandbox.rollout import request_pause, running_driver, sandbox_driver
 
     paths = _paths(state_dir)
     state = running_state(paths)
     if state is None or not state.ready:
         fail("the sandbox is not running", "start it first: gantry sandbox up")
-    if not abort and not to:
-        fail("say which version to roll out: --to <version>")
+    if pause or resume:
+        try:
+            status = request_pause(paths, service, paused=pause)
+        except SandboxError as err:
+            fail(str(err), err.hint)
+        what = "pauses" if pause else "resumes"
+        console.print(f"The {service} rollout to {status.canary} {what} at its next tick.")
+        return
     try:
-        extra = json.loads(user_config) if user_config else {}
+        extra = json.loads(user_config) if user_config else None
     except json.JSONDecodeError as err:
         fail(f"--user-config is not valid JSON: {err}")
-    if not isinstance(extra, dict):
+    if extra is not None and not isinstance(extra, dict):
         fail("--user-config must be a JSON object")
     if not watch and not abort:
-        _detach(paths, state, sys.argv[1:])
+        if (pid := running_driver(paths, service)) is not None:
+            fail(f"a rollout driver for {service} is already running (pid {pid})")
+        _detach(paths, state, service, sys.argv[1:])
         return
     plan = _plan(stack, stack_file)
-    log = EventLog(paths.rollouts / f"{service}.jsonl", _print_event)
     try:
-        driver = Driver(plan, paths, state, service, log)
-        result = driver.abort() if abort else driver.run(str(to), extra)
+        driver = sandbox_driver(plan, paths, state, service, _print_event)
+        result = driver.abort() if abort else driver.run(to, extra)
     except SandboxError as err:
         fail(str(err), err.hint)
-    if result == "aborted":
-        raise typer.Exit(130)
-    if result == "rolled_back" and not abort:
-        raise typer.Exit(EXIT_FAILED)
+    if abort and result is not Outcome.ABORTED:
+        console.print(f"{service}: no rollout left; the stable version serves all traffic.")
+        return
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
-def _detach(paths: Any, state: Any, args: list[str]) -> None:
-    """Run this same rollout in the background; `sandbox down` stops it with the rest."""
+def _detach(paths: Any, state: Any, service: str, args: list[str]) -> None:
+    """Start the same ticker in the background; `sandbox down` stops it with the rest."""
     from sandbox import procs
 
     argv = [sys.executable, "-c", "from gantry.cli import main; main()", *args, "--watch"]
-    log = paths.logs / f"rollout-{args[1] if len(args) > 1 else 'x'}.log"
+    log = paths.logs / f"rollout-{service}.log"
     proc = procs.start("rollout", argv, dict(os.environ), log)
     state.procs.append(proc)
     paths.write_state(state)
     console.print(f"Rollout running in the background (pid {proc.pid}); output: {log}")
 
 
-_STYLE = {"promoted": "bold green", "rolled_back": "bold red", "aborted": "bold yellow"}
-
-
 def _print_event(e: dict[str, Any]) -> None:
+    from gantry.canary import Outcome
+
+    style = {Outcome.PROMOTED: "bold green", Outcome.ROLLED_BACK: "bold red",
+             Outcome.ABORTED: "bold yellow"}  # fmt: skip
     kind = e["event"]
     if kind == "check":
         mark = "[green]pass[/]" if e["passed"] else "[red]FAIL[/]"
@@ -219,7 +239,7 @@ def _print_event(e: dict[str, Any]) -> None:
         err_console.print(f"  weight -> canary {e['canary_weight']} %")
     else:
         rest = {k: v for k, v in e.items() if k not in {"ts", "event"}}
-        err_console.print(f"[{_STYLE.get(kind, 'bold')}]{kind}[/] {rest}")
+        err_console.print(f"[{style.get(kind, 'bold')}]{kind}[/] {rest}")
 
 
 def register(app: typer.Typer) -> None:

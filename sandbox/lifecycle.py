@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+import requests
 import yaml
 
 from gantry.errors import GantryError
@@ -82,9 +82,9 @@ def _wait_http(
         # `ray start` prints this once its node registered; the dashboard answers earlier.
         started = log is None or proc is None or RAY_STARTED in log.read_text(errors="replace")
         try:
-            if started and httpx.get(url, timeout=3).status_code == 200:
+            if started and requests.get(url, timeout=3).status_code == 200:
                 return
-        except httpx.HTTPError:
+        except requests.RequestException:
             pass
         time.sleep(0.5)
     where = f"; see {log}" if log else ""
@@ -231,8 +231,8 @@ def _wait_autoscaler(dashboard: str, timeout_s: float, log: Path) -> None:
     """Ray's autoscaler (the monitor) reports its first cluster status."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError, ValueError):
-            r = httpx.get(f"{dashboard}/api/cluster_status", timeout=3)
+        with contextlib.suppress(requests.RequestException, ValueError):
+            r = requests.get(f"{dashboard}/api/cluster_status", timeout=3)
             if r.status_code == 200 and (r.json().get("data") or {}).get("clusterStatus"):
                 return
         time.sleep(0.5)
@@ -277,9 +277,9 @@ def status(paths: Paths) -> dict[str, Any]:
         return out
     with contextlib.suppress(Exception):
         out["routing"] = Routing.read(paths.routing).model_dump()["services"]
-    with contextlib.suppress(httpx.HTTPError, ValueError):
+    with contextlib.suppress(requests.RequestException, ValueError):
         out["applications"] = serve_summary(ServeApi(state.urls["dashboard"]).status())
-    with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+    with contextlib.suppress(requests.RequestException, ValueError, KeyError):
         out["nodes"] = nodes_by_pool(state.urls["nodes_api"])
     return out
 
@@ -303,7 +303,7 @@ def nodes_by_pool(nodes_url: str) -> dict[str, int]:
     """Alive Ray nodes per pool (the `gantry.dev/pool` label every sandbox node carries)."""
     from gantry.pools import POOL_LABEL
 
-    r = httpx.get(nodes_url, timeout=10)
+    r = requests.get(nodes_url, timeout=10)
     r.raise_for_status()
     counts: dict[str, int] = {}
     for node in r.json()["data"]["result"]["result"]:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+import requests
 import yaml
 
 from gantry import project
@@ -105,9 +105,9 @@ def wait_ready(url: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
+            if requests.get(f"{url}/-/ready", timeout=2).status_code == 200:
                 return
-        except httpx.HTTPError:
+        except requests.RequestException:
             pass
         time.sleep(0.3)
     raise TimeoutError(f"Prometheus at {url} not ready after {timeout_s:.0f}s")
@@ -121,7 +121,7 @@ class PromQL:
 
     def scalar(self, query: str) -> float | None:
         """The single value of `query`, or None when it has no data (or NaN)."""
-        r = httpx.get(self._url, params={"query": query}, timeout=10)
+        r = requests.get(self._url, params={"query": query}, timeout=10)
         r.raise_for_status()
         result = r.json()["data"]["result"]
         if not result:

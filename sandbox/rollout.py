@@ -1,325 +1,397 @@
-"""Gantry's rollout driver: the sandbox's Flagger.
+"""Gantry's rollout driver: the sandbox's Flagger, a ticker around `gantry.canary.advance`.
 
 `gantry rollout <service> --to <version>` follows the service's `canary` block
-(services/<name>/service.yaml, the block the cluster's Flagger Canary is rendered from):
+(services/<name>/service.yaml, the block the cluster's Flagger Canary is rendered from). What the
+policy does (phases, when to step, count a failure, promote or roll back, pause) is
+`gantry.canary.advance`; this module performs its actions on the sandbox (`SandboxEngine`):
 
-1. deploy the canary version as its own Serve application at weight 0 and wait for it;
-2. pre-rollout smoke webhook: one real request straight to the canary must answer 2xx; then
-   wait until Prometheus scrapes the canary's replicas (a new pool node's exporter is slow);
-3. every `interval`: run each metric check with PromQL (no data fails), while the load webhook
-   sends traffic straight to the canary; a pass moves the router's weight up by `stepWeight`
-   (after `maxWeight` passes: promote), a failure counts, and `threshold` failures roll back;
-4. promote: 100 % to the canary, then the old version's application is removed and the canary
-   is the stable version; roll back: 0 % to the canary, then its application is removed.
+- INITIALIZE: deploy the canary version as its own Serve application `<service>-<version>` at
+  weight 0 and wait for it; the smoke webhook (one real request straight to the canary must
+  answer 2xx, else roll back); then wait until Prometheus scrapes the canary's replicas (a new
+  pool node's exporter is slow, and checks before that would fail for no fault of the canary's);
+- SET_WEIGHT: the router's weight, changed in place (router `user_config`); PROMOTE: 100 %;
+- RUN_CHECKS: each metric check as PromQL (sandbox/analysis.py; no data fails), while the load
+  webhook sends traffic straight to the canary (from the first step until the analysis ends);
+- FINALISE: the canary becomes the stable version and the old version's application is removed;
+- ROLL_BACK: 0 % to the canary, then its application is removed.
+An application is only removed once the router stopped sending it traffic (`DRAIN_S`), so no
+request is dropped.
 
-Weights change in place (router `user_config`), and an application is only removed once the
-router no longer sends it traffic, so no request is dropped. Every step goes to a JSONL event log
-(`<state>/rollouts/<service>.jsonl`) and to the terminal.
+Resume: after each action the driver saves the status atomically to
+`<state>/rollouts/<service>.status.json` (beside `routing.json`). Every action is idempotent, so
+a driver killed anywhere is resumed by running `gantry rollout <service>` again (`--to` may
+repeat the same version): it reloads the status, puts the canary's weight back to the saved one
+and carries on, performing the interrupted action again. One driver per service holds
+`<service>.lock` (released by the kernel when it dies), so a second one refuses to start;
+`--detach` runs the same ticker in the background. A status saved before the sandbox was last
+started, or one `routing.json` contradicts, is stale and ignored.
 
-Ctrl-C (or SIGTERM) aborts the rollout: traffic goes back to the stable version at 100 % and
-the canary application is removed (the same end state as a rollback), then the command exits
-130. If the driver is killed hard mid-way, `routing.json` still says which versions run and at
-what weight; a later `gantry rollout` refuses to start until `gantry rollout <service> --abort`
-restores that same consistent state.
+Pause: `gantry rollout <service> --pause` creates `<service>.paused`, which the ticker reads
+every `POLL_S`; the policy then holds the weight and counts nothing until `--resume`.
+
+Abort: Ctrl-C (or SIGTERM) rolls back (traffic back to the stable version at 100 %, the canary's
+application removed), uninterruptibly, then the command exits 130. `gantry rollout <service>
+--abort` does the same from outside: it sends the running driver SIGTERM, or, when none runs,
+rolls back what a killed one left.
+
+Every step goes to a JSONL event log (`<state>/rollouts/<service>.jsonl`) and to the terminal:
+`start`, `takeover`, `canary_ready`, `smoke`, `metrics_visible`, `weight`, `check`, `paused`,
+`resumed`, then `promoted`, `rolled_back` (with the reason), `aborted` or `error`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
-import httpx
-
-from gantry.sandbox_state import SandboxState, app_name
-from gantry.service import Request, ServiceSpec, duration_s
-from sandbox.analysis import CheckResult, run_check
-from sandbox.lifecycle import Plan, SandboxError, deploy
-from sandbox.prometheus import PromQL
-from sandbox.serving import ROUTER_DEPLOYMENT, Routing, ServeApi, version_prefix
+from gantry import canary
+from gantry.canary import Action, CanaryStatus, CheckResult, Do, Outcome, Phase
+from gantry.errors import GantryError
+from gantry.sandbox_state import SandboxState
+from gantry.service import Canary
+from sandbox.canary_engine import Clock, SandboxEngine
+from sandbox.lifecycle import Plan, SandboxError
+from sandbox.rollout_files import Emit, EventLog, RolloutFiles
+from sandbox.serving import ServiceRouting
 from sandbox.state import Paths
 
-Emit = Callable[[dict[str, Any]], None]
-# Seconds for in-flight requests of a version to finish after the router stopped choosing it.
-DRAIN_S = 2.0
+# Longest sleep between two ticks: a pause or resume is noticed within it.
+POLL_S = 1.0
+# Seconds `--abort` waits for a running driver to roll back and exit.
+ABORT_WAIT_S = 300.0
+# The load webhook runs while the canary is analysed (not while paused, nor once a rollback is
+# asked for).
+LOADED_PHASES = {Phase.PROGRESSING}
+# What the Serve API, Prometheus and the network raise when the sandbox does not answer as it
+# should (requests' errors are OSErrors): an expected failure, shown as one line.
+_SANDBOX_FAILURES = (RuntimeError, TimeoutError, OSError)
 
 
 class Aborted(Exception):
-    """Ctrl-C / SIGTERM during a rollout."""
+    """SIGTERM during a rollout."""
 
 
-@dataclass
-class EventLog:
-    """Appends every event as one JSON line and hands it to the terminal printer."""
-
-    path: Path
-    printer: Emit
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    def __call__(self, event: str, **data: Any) -> None:
-        record = {"ts": round(time.time(), 3), "event": event, **data}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        self.events.append(record)
-        self.printer(record)
+# ---------------------------------------------------------------- the engine
 
 
-class LoadHook:
-    """The `load` webhook: steady traffic straight to the canary while it is analysed."""
+class Engine(Protocol):
+    """What the driver needs from the platform; every action idempotent."""
 
-    def __init__(self, url: str, request: Request, rps: float, concurrency: int) -> None:
-        self._url, self._req = url, request
-        self._period = concurrency / rps  # seconds between requests of one client
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._client, daemon=True) for _ in range(concurrency)
-        ]
+    def current(self) -> ServiceRouting:
+        """Which versions run now and at what weight."""
+        ...
 
-    def _client(self) -> None:
-        with httpx.Client(timeout=30) as client:
-            while not self._stop.is_set():
-                started = time.monotonic()
-                # Failures show in the canary's metrics; the hook only supplies traffic.
-                with contextlib.suppress(httpx.HTTPError):
-                    client.request(self._req.method, self._url, json=self._req.body)
-                self._stop.wait(max(0.0, self._period - (time.monotonic() - started)))
+    def matches(self, status: CanaryStatus) -> bool:
+        """Whether the platform runs what an unfinished `status` says (else it is stale)."""
+        ...
 
-    def __enter__(self) -> LoadHook:
-        for t in self._threads:
-            t.start()
-        return self
+    def restore(self, status: CanaryStatus) -> None:
+        """Put the canary's weight back to the status' (a driver killed after changing it)."""
+        ...
 
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=35)
+    def initialize(self, status: CanaryStatus) -> str | None:
+        """Deploy the canary at 0 %, wait for it, run the pre-rollout hooks; a reason to roll
+        back if one failed."""
+        ...
+
+    def set_weight(self, weight: int) -> None: ...
+
+    def run_checks(self, status: CanaryStatus) -> list[CheckResult]: ...
+
+    def promote(self, status: CanaryStatus) -> None: ...
+
+    def finalise(self, status: CanaryStatus) -> None: ...
+
+    def roll_back(self, status: CanaryStatus, reason: str) -> None: ...
+
+    def load(self, on: bool, status: CanaryStatus) -> None:
+        """Start or stop the load webhook (no-op when already so)."""
+        ...
+
+
+# ---------------------------------------------------------------- the ticker
 
 
 class Driver:
+    """One service's rollout: the ticker around `gantry.canary.advance`."""
+
     def __init__(
         self,
-        plan: Plan,
-        paths: Paths,
-        state: SandboxState,
         service: str,
+        policy: Canary,
+        engine: Engine,
+        files: RolloutFiles,
         log: EventLog,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock | None = None,
     ) -> None:
-        if service not in plan.specs:
-            raise SandboxError(f"unknown service {service!r}; services: {sorted(plan.specs)}")
-        self.plan, self.paths, self.state, self.log = plan, paths, state, log
-        self.spec: ServiceSpec = plan.specs[service]
-        self.api = ServeApi(state.urls["dashboard"])
-        self.prom = PromQL(state.urls["prometheus"])
-        self._sleep = sleep
-        self._abort = threading.Event()
+        self.service, self.policy, self.engine = service, policy, engine
+        self.files, self.log = files, log
+        self.clock = clock or Clock()
+        self.status: CanaryStatus | None = None  # the last one saved
 
-    # ------------------------------------------------------------------ routing changes
+    # ------------------------------------------------------------------ entry points
 
-    def _routing(self) -> Routing:
-        return Routing.read(self.paths.routing)
+    def run(self, to: str | None, canary_config: dict[str, Any] | None = None) -> Outcome:
+        """Roll out `to`, or resume the unfinished rollout (`to` None or the same version)."""
+        with self.files.locked():
+            status = self._unfinished()
+            if status is None:
+                status = self._start(to, canary_config)
+            else:
+                self._take_over(status, to, canary_config)
+            return self._drive(status)
 
-    def _apply(self, routing: Routing) -> None:
-        routing.write(self.paths.routing)
-        deploy(self.plan, self.paths, self.state, routing)
+    def abort(self) -> Outcome:
+        """Roll back: the running driver (sent SIGTERM), or what a killed one left."""
+        pid = self.files.driver_pid()
+        if pid is not None:
+            # It holds the lock, so it is alive and it is that driver (not a recycled PID).
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = self.clock.now() + ABORT_WAIT_S
+            while self.files.driver_pid() is not None:
+                if self.clock.now() > deadline:
+                    raise SandboxError(f"the rollout driver (pid {pid}) did not stop")
+                self.clock.sleep(0.5)
+        with self.files.locked():
+            status = self._unfinished()
+            if status is None:
+                r = self.engine.current()
+                if r.canary is None:
+                    return Outcome.ROLLED_BACK  # nothing to restore
+                # A canary with no status (left by a driver older than the status file).
+                status = canary.start(r.stable, r.canary, self.clock.now())
+            return self._drive(canary.request_rollback(status, "--abort"))
 
-    def _wait_router(self) -> None:
-        """Until the router replicas run the new `user_config` (an in-place reconfigure)."""
-        name = self.spec.name
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            apps = self.api.status().get("applications") or {}
-            dep = ((apps.get(name) or {}).get("deployments") or {}).get(ROUTER_DEPLOYMENT) or {}
-            if apps.get(name, {}).get("status") == "RUNNING" and dep.get("status") == "HEALTHY":
-                return
-            time.sleep(0.3)
-        raise SandboxError(f"the {name} router did not apply its new weights within 60 s")
+    # ------------------------------------------------------------------ starting, resuming
 
-    def _set_weight(self, weight: int) -> None:
-        routing = self._routing()
-        routing.services[self.spec.name].canary_weight = weight
-        self._apply(routing)
-        self._wait_router()
+    def _unfinished(self) -> CanaryStatus | None:
+        saved = self.files.load()
+        if saved is None or saved.phase.done or not self.engine.matches(saved):
+            return None
+        return saved
 
-    # ------------------------------------------------------------------ the rollout
-
-    def run(self, to: str, canary_user_config: dict[str, Any]) -> str:
-        """Returns `promoted`, `rolled_back` or `aborted`."""
-        name, canary = self.spec.name, self.spec.canary
-        routing = self._routing()
-        current = routing.services[name]
+    def _start(self, to: str | None, canary_config: dict[str, Any] | None) -> CanaryStatus:
+        name = self.service
+        if to is None:
+            raise SandboxError(
+                f"{name} has no unfinished rollout to resume",
+                f"start one: gantry rollout {name} --to <version>",
+            )
+        current = self.engine.current()
         if current.canary:
             raise SandboxError(
                 f"{name} already has a canary ({current.canary} at {current.canary_weight} %)",
-                "wait for that rollout, or restore the stable version: "
-                f"gantry rollout {name} --abort",
+                f"restore the stable version: gantry rollout {name} --abort",
             )
         if to == current.stable:
             raise SandboxError(f"{name} already serves {to}")
+        self.files.pause.unlink(missing_ok=True)  # a pause asked for an earlier rollout
+        status = canary.start(current.stable, to, self.clock.now(), canary_config)
         self.log(
             "start",
             service=name,
-            stable=current.stable,
+            stable=status.stable,
             canary=to,
-            interval_s=canary.interval_s,
-            threshold=canary.threshold,
-            steps=canary.steps,
-            user_config=canary_user_config,
+            interval_s=self.policy.interval_s,
+            threshold=self.policy.threshold,
+            steps=self.policy.steps,
+            user_config=status.canary_config,
         )
-        current.canary, current.canary_weight = to, 0
-        current.canary_user_config = canary_user_config
-        previous = signal.getsignal(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, self._on_sigterm)
+        self.files.save(status)
+        return status
+
+    def _take_over(
+        self, status: CanaryStatus, to: str | None, canary_config: dict[str, Any] | None
+    ) -> None:
+        name = self.service
+        if to is not None and to != status.canary:
+            raise SandboxError(
+                f"{name} has an unfinished rollout to {status.canary} "
+                f"({status.phase}, {status.canary_weight} %)",
+                f"resume it: gantry rollout {name}; or roll it back: gantry rollout {name} --abort",
+            )
+        if canary_config is not None and canary_config != status.canary_config:
+            raise SandboxError(
+                f"the unfinished rollout of {name} to {status.canary} runs with user_config "
+                f"{json.dumps(status.canary_config)}",
+                f"resume it without --user-config, or roll it back: gantry rollout {name} --abort",
+            )
+        self.log(
+            "takeover",
+            phase=status.phase.value,
+            canary=status.canary,
+            canary_weight=status.canary_weight,
+            failed_checks=status.failed_checks,
+            pid=os.getpid(),
+        )
+        self.engine.restore(status)
+
+    # ------------------------------------------------------------------ ticking
+
+    def _drive(self, status: CanaryStatus) -> Outcome:
         try:
-            self._apply(routing)
-            self.api.wait_running([app_name(name, to)], self.plan.settings.ready_timeout_s)
-            self.log("canary_ready", app=app_name(name, to))
-            if not self._smoke(to):
-                return self._rollback("smoke webhook failed")
-            self._wait_scraped(to)
-            return self._analyse(to)
+            with _sigterm_aborts():
+                return self._ticks(status)
         except (KeyboardInterrupt, Aborted):
             self.log("aborted", reason="interrupted (Ctrl-C/SIGTERM)")
-            # Finish the restore even if Ctrl-C is pressed again.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
-                self._rollback("aborted")
-            finally:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-            return "aborted"
-        except (SandboxError, RuntimeError, TimeoutError, httpx.HTTPError) as err:
+            with _uninterruptible():  # finish the restore even if Ctrl-C is pressed again
+                self._ticks(canary.request_rollback(self._saved(status), "aborted"))
+            return Outcome.ABORTED
+        except Exception as err:
             self.log("error", message=str(err))
-            self._rollback(f"error: {err}")
-            raise
+            try:
+                ended = self._ticks(canary.request_rollback(self._saved(status), f"error: {err}"))
+                hint = f"the rollout ended: {ended}"
+            except Exception as again:
+                self.log("error", message=f"the rollback failed too: {again}")
+                hint = f"finish it: gantry rollout {self.service} --abort"
+            if isinstance(err, GantryError) or not isinstance(err, _SANDBOX_FAILURES):
+                raise  # a GantryError already says it; anything else is a bug: its traceback
+            raise SandboxError(f"the rollout failed: {err}", hint) from err
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            self.engine.load(False, self._saved(status))
 
-    def _on_sigterm(self, *_: object) -> None:
-        raise Aborted()
+    def _saved(self, fallback: CanaryStatus) -> CanaryStatus:
+        return self.status or fallback
 
-    def _url(self, version: str, path: str) -> str:
-        return f"{self.state.urls['serve']}{version_prefix(self.spec.name, version)}{path}"
+    def _save(self, status: CanaryStatus) -> None:
+        if status != self.status:
+            self.files.save(status)
+            self.status = status
 
-    def _smoke(self, version: str) -> bool:
-        hook = self.spec.canary.webhooks.smoke
-        if hook is None:
-            return True
-        r = hook.request
-        try:
-            resp = httpx.request(
-                r.method, self._url(version, r.path), json=r.body, timeout=duration_s(hook.timeout)
-            )
-            ok, detail = resp.is_success, f"HTTP {resp.status_code}"
-        except httpx.HTTPError as err:
-            ok, detail = False, repr(err)
-        self.log("smoke", passed=ok, detail=detail)
-        return ok
-
-    def _wait_scraped(self, version: str) -> None:
-        """Until Prometheus scrapes the canary's replicas: a new pool node's metrics exporter
-        can take a while to appear, and checks before that would fail for no fault of the
-        canary's."""
-        app = app_name(self.spec.name, version)
-        query = f'count(ray_serve_replica_processing_queries{{application="{app}"}})'
-        deadline = time.monotonic() + self.plan.settings.ready_timeout_s
-        while time.monotonic() < deadline:
-            if self.prom.scalar(query):
-                self.log("metrics_visible", app=app)
-                return
-            time.sleep(1)
-        raise SandboxError(f"Prometheus never saw {app}'s replicas; checks would have no data")
-
-    def _analyse(self, version: str) -> str:
-        canary = self.spec.canary
-        load = canary.webhooks.load
-        hook = (
-            LoadHook(
-                self._url(version, load.request.path), load.request, load.rps, load.concurrency
-            )
-            if load
-            else None
-        )
-        weight, failed = canary.step_weight, 0
-        if hook:
-            hook.__enter__()
-        try:
-            self._set_weight(weight)
-            self.log("weight", canary_weight=weight)
-            while True:
-                self._sleep(canary.interval_s)
-                results = [run_check(self.prom, self.spec, version, m) for m in canary.metrics]
-                passed = all(r.passed for r in results)
+    def _ticks(self, status: CanaryStatus) -> Outcome:
+        """Tick until the rollout is over: advance, perform the action, save the status."""
+        self._save(status)
+        while not status.phase.done:
+            status = self._sync_pause(status)
+            now = self.clock.now()
+            new, action = canary.advance(self.policy, status, None, now)
+            if action.do is Do.RUN_CHECKS:
+                results = self.engine.run_checks(status)
+                new, action = canary.advance(self.policy, status, results, now)
                 self.log(
                     "check",
-                    canary_weight=weight,
-                    passed=passed,
+                    canary_weight=status.canary_weight,
+                    passed=canary.all_passed(self.policy, results),
                     results=[_result(r) for r in results],
                 )
-                if not passed:
-                    failed += 1
-                    if failed >= canary.threshold:
-                        return self._rollback(
-                            f"{failed} failed checks (threshold {canary.threshold})"
-                        )
-                    continue
-                if weight >= canary.max_weight:
-                    return self._promote()
-                weight = min(weight + canary.step_weight, canary.max_weight)
-                self._set_weight(weight)
-                self.log("weight", canary_weight=weight)
-        finally:
-            if hook:
-                hook.__exit__()
+            self.engine.load(new.phase in LOADED_PHASES and new.reason is None, new)
+            if action.do is Do.WAIT:
+                self._save(new)
+                left = POLL_S if action.until is None else action.until - self.clock.now()
+                self.clock.sleep(max(0.0, min(POLL_S, left)))
+            else:
+                problem = self._perform(action, new)
+                if problem is not None:
+                    new = canary.request_rollback(new, problem)
+                self._save(new)
+            status = new
+        self.files.pause.unlink(missing_ok=True)
+        outcome = status.outcome
+        assert outcome is not None
+        return outcome
 
-    def _promote(self) -> str:
-        name = self.spec.name
-        routing = self._routing()
-        r = routing.services[name]
-        old, new = r.stable, r.canary
-        assert new is not None
-        self._set_weight(100)
-        self.log("weight", canary_weight=100)
-        self._sleep(DRAIN_S)
-        routing = self._routing()
-        r = routing.services[name]
-        # The canary's knobs become the stable version's (it keeps serving as configured).
-        r.stable, r.canary, r.canary_weight = new, None, 0
-        r.stable_user_config, r.canary_user_config = r.canary_user_config, {}
-        self._apply(routing)
-        self.api.wait_deleted([app_name(name, old)], 120)
-        self.log("promoted", stable=new, removed=app_name(name, old))
-        return "promoted"
+    def _sync_pause(self, status: CanaryStatus) -> CanaryStatus:
+        wanted = self.files.pause_requested()
+        if wanted == status.paused:
+            return status
+        status = canary.set_paused(status, wanted)
+        self.log("paused" if wanted else "resumed", canary_weight=status.canary_weight)
+        self._save(status)
+        return status
 
-    def _rollback(self, reason: str) -> str:
-        name = self.spec.name
-        routing = self._routing()
-        r = routing.services[name]
-        if r.canary is None:
-            return "rolled_back"
-        canary = r.canary
-        if r.canary_weight:
-            self._set_weight(0)
-            self.log("weight", canary_weight=0)
-            self._sleep(DRAIN_S)
-            routing = self._routing()
-            r = routing.services[name]
-        r.canary, r.canary_weight, r.canary_user_config = None, 0, {}
-        self._apply(routing)
-        self.api.wait_deleted([app_name(name, canary)], 120)
-        self.log("rolled_back", stable=r.stable, removed=app_name(name, canary), reason=reason)
-        return "rolled_back"
+    def _perform(self, action: Action, status: CanaryStatus) -> str | None:
+        """Do `action`; a reason to roll back if a pre-rollout hook failed."""
+        e = self.engine
+        if action.do is Do.INITIALIZE:
+            return e.initialize(status)
+        elif action.do is Do.SET_WEIGHT:
+            assert action.weight is not None
+            e.set_weight(action.weight)
+        elif action.do is Do.PROMOTE:
+            e.promote(status)
+        elif action.do is Do.FINALISE:
+            e.finalise(status)
+        elif action.do is Do.ROLL_BACK:
+            e.roll_back(status, action.reason or "rolled back")
+        return None
 
-    def abort(self) -> str:
-        """Restore the stable version at 100 % after a driver that was killed mid-way."""
-        return self._rollback("--abort")
+
+@contextlib.contextmanager
+def _sigterm_aborts() -> Iterator[None]:
+    """SIGTERM raises `Aborted` (as Ctrl-C raises KeyboardInterrupt); main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _abort(*_: object) -> None:
+        raise Aborted()
+
+    previous = signal.signal(signal.SIGTERM, _abort)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _uninterruptible() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _result(r: CheckResult) -> dict[str, Any]:
     return {"name": r.name, "value": r.value, "min": r.min, "max": r.max, "passed": r.passed}
+
+
+# ---------------------------------------------------------------- for the CLI
+
+
+def sandbox_driver(
+    plan: Plan,
+    paths: Paths,
+    state: SandboxState,
+    service: str,
+    printer: Emit,
+    clock: Clock | None = None,
+) -> Driver:
+    """The driver of one service of a running sandbox."""
+    if service not in plan.specs:
+        raise SandboxError(f"unknown service {service!r}; services: {sorted(plan.specs)}")
+    spec = plan.specs[service]
+    clock = clock or Clock()
+    files = RolloutFiles(paths.rollouts, service)
+    log = EventLog(files.events, printer)
+    engine = SandboxEngine(plan, paths, state, spec, log, clock)
+    return Driver(service, spec.canary, engine, files, log, clock)
+
+
+def request_pause(paths: Paths, service: str, paused: bool) -> CanaryStatus:
+    """Ask the driver to pause (or resume) the service's unfinished rollout."""
+    files = RolloutFiles(paths.rollouts, service)
+    status = files.load()
+    if status is None or status.phase.done:
+        raise SandboxError(f"{service} has no rollout in progress")
+    if paused:
+        files.pause.touch()
+    else:
+        files.pause.unlink(missing_ok=True)
+    return status
+
+
+def running_driver(paths: Paths, service: str) -> int | None:
+    """The PID of the service's running rollout driver, if one runs."""
+    return RolloutFiles(paths.rollouts, service).driver_pid()

@@ -21,7 +21,8 @@ from starlette.responses import Response
 
 logger = logging.getLogger("ray.serve")
 
-# Request headers the replica must not see from the outer hop (httpx recomputes them).
+# Request headers the replica must not see from the outer hop: hop-by-hop ones, and the length
+# that the replica's ASGI replay sets itself (services/common/http.py, ServiceCore.forward).
 _DROP_HEADERS = {"host", "content-length", "connection", "keep-alive", "transfer-encoding"}
 
 

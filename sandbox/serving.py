@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+import requests
 from pydantic import BaseModel, Field
 from ray._private.ray_constants import WORKER_PROCESS_SETUP_HOOK_ENV_VAR
 
@@ -194,8 +194,8 @@ class ServeApi:
                 time.sleep(5 * attempt)
             try:
                 # The first PUT starts Serve's controller and proxy: slow on a busy machine.
-                r = httpx.put(self._url, json=document, timeout=180)
-            except httpx.HTTPError as err:
+                r = requests.put(self._url, json=document, timeout=180)
+            except requests.RequestException as err:
                 problem = f"Serve's REST API ({self._url}) did not answer: {err!r}"
                 continue
             if r.status_code < 300:
@@ -206,7 +206,7 @@ class ServeApi:
         raise RuntimeError(problem)
 
     def status(self) -> dict[str, Any]:
-        r = httpx.get(self._url, timeout=10)
+        r = requests.get(self._url, timeout=10)
         r.raise_for_status()
         return dict(r.json())
 
@@ -217,7 +217,7 @@ class ServeApi:
         while time.monotonic() < deadline:
             try:
                 last = self.status().get("applications") or {}
-            except httpx.HTTPError:
+            except requests.RequestException:
                 time.sleep(1)
                 continue
             states = {a: (last.get(a) or {}).get("status") for a in apps}

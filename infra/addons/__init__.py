@@ -1,31 +1,39 @@
 """Layer 2, the platform: Istio, Prometheus stack, custom metrics, Flagger, GPU add-ons, tenancy.
 
-`Platform(name, cluster, config)` builds it on any `ClusterOutputs`; the serving layer reads only
-`Platform.outputs` (a `PlatformOutputs`). Helm values live in `platform/<addon>/`.
+`Platform(name, PlatformArgs(cluster, config))` builds it on any `ClusterOutputs`; the serving
+layer reads only `Platform.outputs` (a `PlatformOutputs`). Helm values live in
+`platform/<addon>/`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
 
 from gantry.stack import PlatformConfig
-from infra.addons.autoscaling import Autoscaling
-from infra.addons.delivery import FLAGGER_NAMESPACE, LOADTESTER_URL, Delivery
-from infra.addons.gpu import Gpus
+from infra.addons.autoscaling import Autoscaling, AutoscalingArgs
+from infra.addons.delivery import FLAGGER_NAMESPACE, LOADTESTER_URL, Delivery, DeliveryArgs
+from infra.addons.gpu import Gpus, GpusArgs
 from infra.addons.mesh import (
     GATEWAY_HTTP_PORT,
     GATEWAY_NAME,
     GATEWAY_NAMESPACE,
     GATEWAY_RELEASE,
     Mesh,
+    MeshArgs,
 )
-from infra.addons.metrics import INFLIGHT_METRIC
-from infra.addons.monitoring import MESH_SCRAPE, PROMETHEUS_URL, Monitoring
+from infra.addons.metrics import IN_FLIGHT_METRIC
+from infra.addons.monitoring import MESH_SCRAPE, PROMETHEUS_URL, Monitoring, MonitoringArgs
 from infra.addons.release import ClusterTarget
-from infra.addons.tenancy import PRIORITY_CLASSES, Priorities, TeamTenancy, quota_hard
+from infra.addons.tenancy import (
+    PRIORITY_CLASSES,
+    Priorities,
+    TeamTenancy,
+    TeamTenancyArgs,
+    quota_hard,
+)
 from infra.cluster import ClusterOutputs
 
 
@@ -50,11 +58,12 @@ class PlatformOutputs:
     domain: str  # services answer at <service>.<domain>
     gateway_url: str  # the ingress gateway's in-cluster URL (send Host: <service>.<domain>)
     prometheus_url: str  # in-cluster, for Flagger MetricTemplates and smoke checks
-    # Endpoint fields (scheme, tlsConfig) a PodMonitor needs to scrape a meshed pod (mTLS STRICT).
+    # Endpoint fields (scheme, tlsConfig) a ServiceMonitor needs to scrape a meshed pod (mTLS
+    # STRICT).
     mesh_scrape: dict[str, Any]
     flagger_namespace: str
     loadtester_url: str | None  # Flagger webhook target; None when the load tester is off
-    inflight_metric: str  # custom metric (type Pods) for the HPA: in-flight requests per pod
+    in_flight_metric: str  # custom metric (type Pods) for the HPA: in-flight requests per pod
     priority_classes: tuple[str, ...]  # serving, batch, preemptible (highest first)
     teams: dict[str, TeamNamespace]
     gpu_slices: int  # pods per physical GPU (time-slicing); allocatable GPUs = gpus_per_node * this
@@ -65,7 +74,13 @@ class PlatformOutputs:
         return f"{service}.{self.domain}"
 
 
-def gpu_stack(config: PlatformConfig, provider_kind: str) -> str:
+@dataclass(frozen=True)
+class PlatformArgs:
+    cluster: ClusterOutputs
+    config: PlatformConfig  # the stack's `gantry:platform`
+
+
+def gpu_stack(config: PlatformConfig, provider_kind: str) -> Literal["fake", "nvidia", "none"]:
     if config.gpu_stack != "auto":
         return config.gpu_stack
     return "fake" if provider_kind == "kind" else "nvidia"
@@ -77,12 +92,9 @@ class Platform(pulumi.ComponentResource):
     outputs: PlatformOutputs
 
     def __init__(
-        self,
-        name: str,
-        cluster: ClusterOutputs,
-        config: PlatformConfig,
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
+        cluster, config = args.cluster, args.config
         super().__init__(
             "gantry:platform:Platform",
             name,
@@ -95,19 +107,23 @@ class Platform(pulumi.ComponentResource):
         kind = cluster.provider_kind
         # No release starts before the cluster has nodes and its own add-ons.
         target = ClusterTarget(kind, tuple(cluster.ready))
-        mesh = Mesh("mesh", target, config.domain, child)
+        mesh = Mesh("mesh", MeshArgs(target, config.domain), child)
         monitoring = Monitoring(
             "monitoring",
-            target,
-            cluster.storage_class,
-            grafana=config.addons.grafana,
-            alertmanager=config.addons.alertmanager,
-            mesh_ready=mesh.istiod,
-            opts=child,
+            MonitoringArgs(
+                target,
+                cluster.storage_class,
+                grafana=config.addons.grafana,
+                alertmanager=config.addons.alertmanager,
+                mesh_ready=mesh.istiod,
+            ),
+            child,
         )
-        autoscaling = Autoscaling("autoscaling", target, monitoring.stack, child)
+        autoscaling = Autoscaling("autoscaling", AutoscalingArgs(target, monitoring.stack), child)
         delivery = Delivery(
-            "delivery", target, config.addons.loadtester, monitoring.stack, mesh.istiod, child
+            "delivery",
+            DeliveryArgs(target, config.addons.loadtester, monitoring.stack, mesh.istiod),
+            child,
         )
         gpu_pools = [p for p in cluster.pools.values() if p.is_gpu]
         stack = gpu_stack(config, kind)
@@ -115,17 +131,21 @@ class Platform(pulumi.ComponentResource):
         if gpu_pools and stack != "none":
             gpus = Gpus(
                 "gpus",
-                stack,
-                target,
-                gpu_pools,
-                config.time_slicing_replicas,
-                config.addons.gpu_metrics,
-                monitoring.stack,
+                GpusArgs(
+                    stack=stack,
+                    target=target,
+                    gpu_pools=gpu_pools,
+                    slices=config.time_slicing_replicas,
+                    metrics=config.addons.gpu_metrics,
+                    prometheus=monitoring.stack,
+                ),
                 child,
             )
         priorities = Priorities("priorities", child)
         teams = {
-            t.name: TeamTenancy(t, config.teams.container_defaults, mesh.base, child)
+            t.name: TeamTenancy(
+                t.name, TeamTenancyArgs(t, config.teams.container_defaults, mesh.base), child
+            )
             for t in config.teams.teams
         }
         self.outputs = PlatformOutputs(
@@ -140,7 +160,7 @@ class Platform(pulumi.ComponentResource):
             mesh_scrape=MESH_SCRAPE,
             flagger_namespace=FLAGGER_NAMESPACE,
             loadtester_url=LOADTESTER_URL if config.addons.loadtester else None,
-            inflight_metric=INFLIGHT_METRIC,
+            in_flight_metric=IN_FLIGHT_METRIC,
             priority_classes=tuple(PRIORITY_CLASSES),
             teams={
                 t.name: TeamNamespace(t.name, t.group, tuple(t.pools), quota_hard(t))

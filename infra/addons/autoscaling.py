@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 
 from infra.addons.metrics import adapter_rules
@@ -10,15 +12,18 @@ from infra.addons.monitoring import MONITORING_NAMESPACE, PROMETHEUS_PORT, PROME
 from infra.addons.release import ClusterTarget, helm_release
 
 
+@dataclass(frozen=True)
+class AutoscalingArgs:
+    target: ClusterTarget
+    prometheus: pulumi.Resource  # the adapter reads it
+
+
 class Autoscaling(pulumi.ComponentResource):
     def __init__(
-        self,
-        name: str,
-        target: ClusterTarget,
-        prometheus: pulumi.Resource,
-        opts: pulumi.ResourceOptions,
+        self, name: str, args: AutoscalingArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("gantry:platform:Autoscaling", name, None, opts)
+        target = args.target
         # kube-system exists in every cluster; metrics-server traditionally lives there.
         self.metrics_server = helm_release(
             "metrics-server",
@@ -32,7 +37,7 @@ class Autoscaling(pulumi.ComponentResource):
             "prometheus-adapter",
             MONITORING_NAMESPACE,
             target,
-            pulumi.ResourceOptions(parent=self, depends_on=[prometheus]),
+            pulumi.ResourceOptions(parent=self, depends_on=[args.prometheus]),
             {
                 "prometheus": {
                     "url": f"http://{PROMETHEUS_SERVICE}.{MONITORING_NAMESPACE}.svc",

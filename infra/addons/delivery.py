@@ -7,6 +7,8 @@ port (and only on the load tester) accepts plaintext: a narrow, explicit excepti
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -21,28 +23,31 @@ LOADTESTER_PORT = 8080  # container port; the Service maps 80 -> 8080
 LOADTESTER_URL = f"http://{LOADTESTER_RELEASE}.{FLAGGER_NAMESPACE}/"
 
 
+@dataclass(frozen=True)
+class DeliveryArgs:
+    target: ClusterTarget
+    loadtester: bool  # install Flagger's load tester (canary webhooks)
+    prometheus: pulumi.Resource  # Flagger's metrics server
+    istiod: pulumi.Resource  # the mesh Flagger routes with; the load tester is meshed
+
+
 class Delivery(pulumi.ComponentResource):
     def __init__(
-        self,
-        name: str,
-        target: ClusterTarget,
-        loadtester: bool,
-        prometheus: pulumi.Resource,
-        istiod: pulumi.Resource,
-        opts: pulumi.ResourceOptions,
+        self, name: str, args: DeliveryArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("gantry:platform:Delivery", name, None, opts)
+        target, istiod = args.target, args.istiod
         ns = namespace(FLAGGER_NAMESPACE, "baseline", pulumi.ResourceOptions(parent=self))
         self.flagger = helm_release(
             "flagger",
             "flagger",
             ns.metadata.name,
             target,
-            pulumi.ResourceOptions(parent=self, depends_on=[ns, prometheus, istiod]),
+            pulumi.ResourceOptions(parent=self, depends_on=[ns, args.prometheus, istiod]),
             {"metricsServer": PROMETHEUS_URL},
         )
         self.loadtester: k8s.helm.v3.Release | None = None
-        if loadtester:
+        if args.loadtester:
             self.loadtester = helm_release(
                 LOADTESTER_RELEASE,
                 "flagger-loadtester",

@@ -8,7 +8,8 @@ Either way workloads request `nvidia.com/gpu` and dashboards read the same DCGM 
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -82,23 +83,26 @@ def _on_gpu_pools(gpu_pools: list[PoolScheduling]) -> dict[str, Any]:
     return {"tolerations": tolerations, "affinity": affinity}
 
 
+@dataclass(frozen=True)
+class GpusArgs:
+    stack: Literal["fake", "nvidia"]
+    target: ClusterTarget
+    gpu_pools: list[PoolScheduling]
+    slices: int  # pods per physical GPU (time-slicing)
+    metrics: bool  # DCGM exporter (nvidia) / the fake operator's ServiceMonitor (fake)
+    prometheus: pulumi.Resource  # the ServiceMonitor CRD comes with kube-prometheus-stack
+
+
 class Gpus(pulumi.ComponentResource):
     def __init__(
-        self,
-        name: str,
-        stack: str,
-        target: ClusterTarget,
-        gpu_pools: list[PoolScheduling],
-        slices: int,
-        metrics: bool,
-        prometheus: pulumi.Resource,
-        opts: pulumi.ResourceOptions,
+        self, name: str, args: GpusArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("gantry:platform:Gpus", name, None, opts)
+        target, gpu_pools, slices = args.target, args.gpu_pools, args.slices
         # Device plugins mount the kubelet's socket directory (hostPath, privileged).
         ns = namespace(GPU_NAMESPACE, "privileged", pulumi.ResourceOptions(parent=self))
-        after = pulumi.ResourceOptions(parent=self, depends_on=[ns, prometheus])
-        if stack == "fake":
+        after = pulumi.ResourceOptions(parent=self, depends_on=[ns, args.prometheus])
+        if args.stack == "fake":
             helm_release(
                 "fake-gpu-operator",
                 "fake-gpu-operator",
@@ -107,7 +111,7 @@ class Gpus(pulumi.ComponentResource):
                 after,
                 fake_operator_values(gpu_pools, slices),
             )
-            if metrics:
+            if args.metrics:
                 k8s.apiextensions.CustomResource(
                     "fake-dcgm-exporter",
                     api_version="monitoring.coreos.com/v1",
@@ -131,7 +135,7 @@ class Gpus(pulumi.ComponentResource):
                     "config": {"map": {"default": device_plugin_config(slices)}},
                 },
             )
-            if metrics:
+            if args.metrics:
                 helm_release(
                     "dcgm-exporter",
                     "dcgm-exporter",

@@ -8,6 +8,8 @@ agent needs hostPath, hence `privileged` on istio-system only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -25,13 +27,20 @@ GATEWAY_NAME = "gantry-gateway"
 GATEWAY_HTTP_PORT = 80
 
 
+@dataclass(frozen=True)
+class MeshArgs:
+    target: ClusterTarget
+    domain: str  # the gateway accepts every host *.<domain>
+
+
 class Mesh(pulumi.ComponentResource):
     """The service mesh every model service runs in."""
 
     def __init__(
-        self, name: str, target: ClusterTarget, domain: str, opts: pulumi.ResourceOptions
+        self, name: str, args: MeshArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("gantry:platform:Mesh", name, None, opts)
+        target = args.target
 
         def after(*deps: pulumi.Resource) -> pulumi.ResourceOptions:
             return pulumi.ResourceOptions(parent=self, depends_on=list(deps))
@@ -74,7 +83,7 @@ class Mesh(pulumi.ComponentResource):
                 "servers": [
                     {
                         "port": {"number": GATEWAY_HTTP_PORT, "name": "http", "protocol": "HTTP"},
-                        "hosts": [f"*.{domain}"],
+                        "hosts": [f"*.{args.domain}"],
                     }
                 ],
             },

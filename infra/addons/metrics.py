@@ -4,8 +4,9 @@ Ray Serve's HTTP proxy exports `serve_num_ongoing_http_requests` (ray/serve/_pri
 request_ingress_metrics.py in Ray 2.60; Ray prefixes every exported metric with `ray_`). Each
 serving pod runs one single-node Serve instance with one proxy, so the gauge summed per pod is
 the number of requests that pod is working on or queueing: the in-flight load the HPA should keep
-near its target. prometheus-adapter serves it on the custom metrics API as `INFLIGHT_METRIC`
-for every pod that Prometheus scrapes with `namespace` and `pod` labels (PodMonitor adds both).
+near its target. prometheus-adapter serves it on the custom metrics API as `IN_FLIGHT_METRIC`
+for every pod that Prometheus scrapes with `namespace` and `pod` labels (the service's
+ServiceMonitor adds both).
 """
 
 from __future__ import annotations
@@ -13,23 +14,23 @@ from __future__ import annotations
 from typing import Any
 
 # The Prometheus series (a gauge, one per Serve proxy, i.e. per pod).
-RAY_INFLIGHT_SERIES = "ray_serve_num_ongoing_http_requests"
+RAY_IN_FLIGHT_SERIES = "ray_serve_num_ongoing_http_requests"
 # The name HPAs use (`type: Pods`, `metric.name`): average in-flight requests per pod.
-INFLIGHT_METRIC = "gantry_serve_inflight_requests"
+IN_FLIGHT_METRIC = "gantry_serve_inflight_requests"
 
 
 def adapter_rules() -> list[dict[str, Any]]:
-    """prometheus-adapter `rules.custom`: the series above, per pod, as INFLIGHT_METRIC."""
+    """prometheus-adapter `rules.custom`: the series above, per pod, as IN_FLIGHT_METRIC."""
     return [
         {
-            "seriesQuery": f'{RAY_INFLIGHT_SERIES}{{namespace!="",pod!=""}}',
+            "seriesQuery": f'{RAY_IN_FLIGHT_SERIES}{{namespace!="",pod!=""}}',
             "resources": {
                 "overrides": {
                     "namespace": {"resource": "namespace"},
                     "pod": {"resource": "pod"},
                 }
             },
-            "name": {"matches": f"^{RAY_INFLIGHT_SERIES}$", "as": INFLIGHT_METRIC},
+            "name": {"matches": f"^{RAY_IN_FLIGHT_SERIES}$", "as": IN_FLIGHT_METRIC},
             # Sum over the proxy's label sets (node_id, ...) so each pod yields one value.
             "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
         }

@@ -9,6 +9,7 @@ https://istio.io/latest/docs/ops/integrations/prometheus/#tls-settings).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,9 @@ PROMETHEUS_URL = (
 )
 # Grafana's dashboard sidecar loads ConfigMaps with this label (values.yaml, grafana.sidecar).
 DASHBOARD_LABEL = {"grafana_dashboard": "1"}
-# Endpoint settings for a PodMonitor/ServiceMonitor scraping a meshed pod (mTLS with the
-# certificates Prometheus' sidecar writes to /etc/prom-certs, mounted in values.yaml).
+# Endpoint settings for a ServiceMonitor scraping a meshed pod (mTLS with the certificates
+# Prometheus' sidecar writes to /etc/prom-certs, mounted in values.yaml; a PodMonitor's
+# tlsConfig cannot take certificate files).
 MESH_SCRAPE: dict[str, Any] = {
     "scheme": "https",
     "tlsConfig": {
@@ -68,25 +70,27 @@ def rule_files(directory: Path | None = None) -> list[Path]:
     return sorted((directory or project.rules_dir()).glob("*.yaml"))
 
 
+@dataclass(frozen=True)
+class MonitoringArgs:
+    target: ClusterTarget
+    storage_class: str  # Prometheus' persistent volume
+    grafana: bool
+    alertmanager: bool
+    mesh_ready: pulumi.Resource  # istiod, the sidecar injector
+
+
 class Monitoring(pulumi.ComponentResource):
     """Metrics, alerts and dashboards for the platform and every service."""
 
     def __init__(
-        self,
-        name: str,
-        target: ClusterTarget,
-        storage_class: str,
-        grafana: bool,
-        alertmanager: bool,
-        mesh_ready: pulumi.Resource,
-        opts: pulumi.ResourceOptions,
+        self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("gantry:platform:Monitoring", name, None, opts)
         # node-exporter needs hostNetwork/hostPID/hostPath.
         ns = namespace(MONITORING_NAMESPACE, "privileged", pulumi.ResourceOptions(parent=self))
         computed = {
-            "grafana": {"enabled": grafana},
-            "alertmanager": {"enabled": alertmanager},
+            "grafana": {"enabled": args.grafana},
+            "alertmanager": {"enabled": args.alertmanager},
             # Pool labels on kube_node_labels, for the GPU pool dashboard.
             "kube-state-metrics": {
                 "metricLabelsAllowlist": [f"nodes=[{POOL_LABEL},{POOL_KIND_LABEL}]"]
@@ -94,7 +98,7 @@ class Monitoring(pulumi.ComponentResource):
             "prometheus": {
                 "prometheusSpec": {
                     "storageSpec": {
-                        "volumeClaimTemplate": {"spec": {"storageClassName": storage_class}}
+                        "volumeClaimTemplate": {"spec": {"storageClassName": args.storage_class}}
                     }
                 }
             },
@@ -104,8 +108,8 @@ class Monitoring(pulumi.ComponentResource):
             "kube-prometheus-stack",
             "kube-prometheus-stack",
             ns.metadata.name,
-            target,
-            pulumi.ResourceOptions(parent=self, depends_on=[ns, mesh_ready]),
+            args.target,
+            pulumi.ResourceOptions(parent=self, depends_on=[ns, args.mesh_ready]),
             computed,
         )
         for path in dashboard_files():

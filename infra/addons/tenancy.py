@@ -7,6 +7,7 @@ with explicit allows, and an Istio AuthorizationPolicy admitting the same peers 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -114,29 +115,33 @@ def authorization_policy(ns: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class TeamTenancyArgs:
+    team: Team
+    defaults: ContainerDefaults  # the LimitRange's
+    mesh_crds: pulumi.Resource  # istio-base: the AuthorizationPolicy CRD
+
+
 class TeamTenancy(pulumi.ComponentResource):
-    """One team's namespace and everything that fences it."""
+    """One team's namespace (named after the team) and everything that fences it."""
 
     def __init__(
-        self,
-        team: Team,
-        defaults: ContainerDefaults,
-        mesh_crds: pulumi.Resource,
-        opts: pulumi.ResourceOptions,
+        self, name: str, args: TeamTenancyArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("gantry:platform:Team", team.name, None, opts)
-        name = team.name
+        super().__init__("gantry:platform:Team", name, None, opts)
+        team = args.team
+        ns = team.name
         self.namespace = namespace(
-            name,
+            ns,
             "restricted",
             pulumi.ResourceOptions(parent=self),
             injection=True,
-            labels={"gantry.dev/team": name},
+            labels={"gantry.dev/team": ns},
         )
         inner = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
 
         def meta(object_name: str) -> k8s.meta.v1.ObjectMetaArgs:
-            return k8s.meta.v1.ObjectMetaArgs(name=object_name, namespace=name)
+            return k8s.meta.v1.ObjectMetaArgs(name=object_name, namespace=ns)
 
         k8s.core.v1.ResourceQuota(
             f"{name}-quota",
@@ -144,7 +149,7 @@ class TeamTenancy(pulumi.ComponentResource):
             spec={"hard": quota_hard(team)},
             opts=inner,
         )
-        d = defaults
+        d = args.defaults
         # Plain camelCase dicts (as the API spells them) rather than the SDK's TypedDicts.
         limit_spec: Any = {
             "limits": [
@@ -173,7 +178,7 @@ class TeamTenancy(pulumi.ComponentResource):
             subjects=subjects,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[role]),
         )
-        policies: dict[str, Any] = network_policies(name)
+        policies: dict[str, Any] = network_policies(ns)
         for policy, spec in policies.items():
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-{policy}", metadata=meta(policy), spec=spec, opts=inner
@@ -182,15 +187,15 @@ class TeamTenancy(pulumi.ComponentResource):
             f"{name}-authz",
             api_version="security.istio.io/v1",
             kind="AuthorizationPolicy",
-            metadata={"name": "allow-team-and-platform", "namespace": name},
-            spec=authorization_policy(name),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace, mesh_crds]),
+            metadata={"name": "allow-team-and-platform", "namespace": ns},
+            spec=authorization_policy(ns),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace, args.mesh_crds]),
         )
-        self.register_outputs({"namespace": name})
+        self.register_outputs({"namespace": ns})
 
 
 class Priorities(pulumi.ComponentResource):
-    def __init__(self, name: str, opts: pulumi.ResourceOptions) -> None:
+    def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gantry:platform:Priorities", name, None, opts)
         for class_name, (value, preempts, description) in PRIORITY_CLASSES.items():
             k8s.scheduling.v1.PriorityClass(

@@ -12,10 +12,33 @@ from gantry.pools import PoolScheduling
 
 
 @dataclass(frozen=True)
+class ImageTarget:
+    """Where the serving layer's images go: only the cluster knows how its nodes get images."""
+
+    # "kind": `kind load` into the nodes of `kind_cluster`; "registry": `docker push` to
+    # `registry`; "local": build only (a cluster that shares this machine's Docker daemon).
+    mode: Literal["kind", "registry", "local"]
+    kind_cluster: str | None = None
+    # "kind": changes whenever the cluster is created anew, so images are loaded into the new
+    # nodes (their tags alone do not change when the cluster is replaced).
+    cluster_revision: pulumi.Input[str] | None = None
+    registry: pulumi.Input[str] | None = None
+    # Shell command run before the push that logs Docker in to the registry (e.g. ECR).
+    login: pulumi.Input[str] | None = None
+    # Set: create an ECR repository per image with this (AWS) provider.
+    ecr_provider: pulumi.ProviderResource | None = None
+    # `docker build --platform`: the nodes' OS/architecture where it may differ from this
+    # machine's (EKS from an arm64 laptop); None builds for this machine (kind, local).
+    platform: str | None = None
+
+
+@dataclass(frozen=True)
 class ClusterOutputs:
     """What every provider hands to layers 2 and 3, so they never ask which provider it was."""
 
     name: str
+    # For the platform layer only: its Helm values overlays (platform/<addon>/values-<kind>.yaml)
+    # and its default GPU stack (simulated GPUs on kind).
     provider_kind: Literal["kind", "eks", "existing"]
     kubeconfig: pulumi.Output[str]  # secret
     k8s_provider: k8s.Provider
@@ -23,6 +46,7 @@ class ClusterOutputs:
     # StorageClass for persistent volumes (Prometheus): per provider.
     storage_class: str
     kubernetes_version: str
+    images: ImageTarget
     # What must exist before workloads are applied: depend on these (`depends_on=ready`) so that
     # Helm releases wait for nodes to join and for the cluster's own add-ons. EKS: the node
     # pools, the Pod Identity agent and the EBS storage (CSI driver, gp3 StorageClass); kind: the

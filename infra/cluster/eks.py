@@ -20,10 +20,13 @@ import pulumi_kubernetes as k8s
 
 from gantry.pools import POOL_LABEL, Pool, PoolScheduling, pool_facts, scheduling
 from gantry.stack import GantryConfig
-from infra.cluster import ClusterOutputs
+from infra.cluster import ClusterOutputs, ImageTarget
 
 # EKS-optimized Amazon Linux 2023 AMIs (AL2 AMIs end with Kubernetes 1.32).
 AMI_TYPES = {"cpu": "AL2023_x86_64_STANDARD", "gpu": "AL2023_x86_64_NVIDIA"}
+# What the nodes run: every AMI type above is x86_64, so images are built for it whatever
+# machine builds them.
+IMAGE_PLATFORM = "linux/amd64"
 # Root volume per node, GiB: GPU images (CUDA, torch) are large.
 DISK_GIB = {"cpu": 50, "gpu": 100}
 # Kubernetes taint effects as the EKS node group API spells them.
@@ -78,6 +81,7 @@ class EksClusterArgs:
     pools: tuple[Pool, ...]
     vpc_id: str | None = None
     subnet_ids: tuple[str, ...] = ()
+    image_registry: str | None = None  # None: ECR in the stack's account and region
 
     @classmethod
     def from_config(cls, cfg: GantryConfig) -> EksClusterArgs:
@@ -90,6 +94,7 @@ class EksClusterArgs:
             pools=tuple(cfg.pools),
             vpc_id=eks_cfg.vpc_id,
             subnet_ids=tuple(eks_cfg.subnet_ids),
+            image_registry=eks_cfg.image_registry,
         )
 
 
@@ -247,6 +252,30 @@ class EbsStorage(pulumi.ComponentResource):
         self.register_outputs({})
 
 
+def image_target(args: EksClusterArgs, aws_provider: aws.Provider) -> ImageTarget:
+    """Images are pushed to `image_registry`, or by default to ECR in the cluster's account and
+    region (a repository per service, created by the serving layer with this provider, logged
+    in to with the AWS CLI)."""
+    if args.image_registry:
+        return ImageTarget("registry", registry=args.image_registry, platform=IMAGE_PLATFORM)
+    region = args.region
+    account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(provider=aws_provider))
+    registry = account.account_id.apply(lambda a: f"{a}.dkr.ecr.{region}.amazonaws.com")
+    login = registry.apply(
+        lambda r: (
+            f"aws ecr get-login-password --region {region}"
+            f" | docker login --username AWS --password-stdin {r}"
+        )
+    )
+    return ImageTarget(
+        "registry",
+        registry=registry,
+        login=login,
+        ecr_provider=aws_provider,
+        platform=IMAGE_PLATFORM,
+    )
+
+
 class EksCluster(pulumi.ComponentResource):
     """An EKS cluster, a node IAM role, a node pool per pool, Pod Identity and EBS storage."""
 
@@ -320,6 +349,7 @@ class EksCluster(pulumi.ComponentResource):
             pools=pool_facts(list(args.pools)),
             storage_class=STORAGE_CLASS,
             kubernetes_version=args.kubernetes_version,
+            images=image_target(args, aws_provider),
             ready=[*pools, pod_identity, storage],
         )
         self.register_outputs({"kubeconfig": kubeconfig})

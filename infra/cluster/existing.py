@@ -16,7 +16,7 @@ import pulumi_kubernetes as k8s
 from gantry.errors import ConfigError
 from gantry.pools import Pool, pool_facts
 from gantry.stack import GantryConfig
-from infra.cluster import ClusterOutputs
+from infra.cluster import ClusterOutputs, ImageTarget
 
 
 @dataclass(frozen=True)
@@ -81,5 +81,8 @@ class ExistingCluster(pulumi.ComponentResource):
             pools=pool_facts(list(args.pools)),
             storage_class=args.storage_class,
             kubernetes_version=args.kubernetes_version,
+            # Built into this machine's Docker daemon, which the cluster shares (e.g. Docker
+            # Desktop's Kubernetes).
+            images=ImageTarget("local"),
         )
         self.register_outputs({"kubeconfig": kubeconfig})

@@ -7,6 +7,7 @@ the kubeconfig kind prints to a Kubernetes provider.
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from pulumi_command import local
 
 from gantry.pools import FAKE_GPU_POOL_LABEL, Pool, pool_facts, scheduling
 from gantry.stack import GantryConfig
-from infra.cluster import ClusterOutputs
+from infra.cluster import ClusterOutputs, ImageTarget
 
 # The kind release Gantry pins, and a node image per Kubernetes version, by digest as the release
 # notes publish them (kind guarantees an image only with the release it was built for).
@@ -149,6 +150,15 @@ def delete_command(args: KindClusterArgs) -> str:
     return f"kind delete cluster --name {shlex.quote(args.name)}{_kubeconfig_flag(args)}"
 
 
+def cluster_revision(kubeconfig: pulumi.Input[str]) -> pulumi.Output[str]:
+    """A value that changes whenever a kind cluster is created anew: a hash of the kubeconfig kind
+    printed for it (a new cluster has a new CA and keys). Not secret: a hash reveals no key."""
+    digest = pulumi.Output.from_input(kubeconfig).apply(
+        lambda k: hashlib.sha256(k.encode()).hexdigest()[:12]
+    )
+    return pulumi.Output.unsecret(digest)
+
+
 class KindCluster(pulumi.ComponentResource):
     """A kind cluster with one worker per desired pool node; exposes `outputs`."""
 
@@ -190,6 +200,9 @@ class KindCluster(pulumi.ComponentResource):
             pools=pool_facts(list(args.pools)),
             storage_class=KIND_STORAGE_CLASS,
             kubernetes_version=args.kubernetes_version,
+            images=ImageTarget(
+                "kind", kind_cluster=args.name, cluster_revision=cluster_revision(kubeconfig)
+            ),
             ready=[cluster],  # kind waits for the nodes (`--wait`) before it prints a kubeconfig
         )
         self.register_outputs({"kubeconfig": kubeconfig, "kindConfig": config_yaml})

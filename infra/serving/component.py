@@ -59,11 +59,22 @@ def _register(
 class ModelService(pulumi.ComponentResource):
     """Deployment, HPA, PDB, metrics Service + ServiceMonitor, Flagger Canary + MetricTemplates.
 
-    Pulumi and Flagger never fight: Pulumi leaves `spec.replicas` of the Deployment unset (the
-    HPA and Flagger own it) and creates none of the objects Flagger generates (`<name>-primary`
-    Deployment/HPA/ConfigMap, the `<name>`, `<name>-canary`, `<name>-primary` Services, the
-    VirtualService and DestinationRules). Flagger only writes the Canary's status. So a second
-    `pulumi up` with no change plans no change.
+    Pulumi and Flagger never fight (the one place this is explained; docs point here):
+    - Pulumi owns what manifests.py renders: the target Deployment `<name>`, its HPA, the serve
+      ConfigMap, the metrics Service + ServiceMonitor, the PDB, the Canary and its
+      MetricTemplates.
+    - Flagger owns what it generates from the Canary: `<name>-primary` (Deployment, HPA,
+      ConfigMap), the Services `<name>`, `<name>-canary` and `<name>-primary`, the
+      VirtualService and the DestinationRules. Pulumi never creates an object with one of those
+      names.
+    - The target Deployment's `spec.replicas` belongs to the HPA and Flagger (which scales the
+      canary target to zero between rollouts): manifests.py never sets it, so server-side apply
+      never claims it, and Pulumi ignores changes to it (`ignore_changes` below).
+    - On Pulumi's objects Flagger writes only the Canary's status.
+    The program is deterministic (content-hash image tags, no timestamps), so a second
+    `pulumi up` with no change plans no change (test_a_second_run_registers_identical_inputs).
+    This is argued from the fields each side writes, not observed against a running Flagger
+    (docs/limitations.md).
     """
 
     def __init__(
@@ -78,7 +89,7 @@ class ModelService(pulumi.ComponentResource):
                 parent=self,
                 provider=args.provider,
                 depends_on=previous,
-                # Flagger scales the canary target; ignore a replica count should one ever be set.
+                # Flagger and the HPA own `spec.replicas` (class docstring).
                 ignore_changes=["spec.replicas"] if obj["kind"] == "Deployment" else None,
             )
             resource = _register(obj, f"{name}-{key}", opts_)

@@ -11,7 +11,6 @@ import hashlib
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -19,6 +18,7 @@ import pulumi_command as command
 
 from gantry import project
 from gantry.service import ServiceSpec
+from infra.cluster import ImageTarget
 
 # Files outside the service folder that every image contains (shared service code).
 SHARED_INPUTS = ("services/__init__.py", "services/common", "pyproject.toml")
@@ -52,21 +52,7 @@ def content_hash(spec: ServiceSpec, repo: Path | None = None, platform: str | No
 @dataclass(frozen=True)
 class ImageArgs:
     spec: ServiceSpec
-    # "kind": `kind load` into `kind_cluster`; "registry": `docker push` to `registry`;
-    # "local": build only (a cluster that shares the local Docker daemon).
-    target: Literal["kind", "registry", "local"]
-    kind_cluster: str | None = None
-    registry: pulumi.Input[str] | None = None
-    # Shell command run before the push that logs Docker in to the registry (e.g. ECR).
-    login: pulumi.Input[str] | None = None
-    # Set: create an ECR repository for the image with this AWS provider.
-    ecr_provider: aws.Provider | None = None
-    # `docker build --platform`: the nodes' OS/architecture where it may differ from this
-    # machine's (EKS from an arm64 laptop); None builds for this machine (kind, local).
-    platform: str | None = None
-    # "kind": changes whenever the cluster is created anew (cluster_revision()), so the image is
-    # loaded into the new nodes; the tag alone does not change when the cluster is replaced.
-    cluster_revision: pulumi.Input[str] | None = None
+    target: ImageTarget  # the cluster layer's ClusterOutputs.images
     depends_on: list[pulumi.Resource] = field(default_factory=list)
 
     @property
@@ -76,22 +62,14 @@ class ImageArgs:
 
     @property
     def tag(self) -> str:
-        return content_hash(self.spec, self.repo, self.platform)
+        return content_hash(self.spec, self.repo, self.target.platform)
 
     def ref(self) -> pulumi.Output[str]:
         name = f"{self.spec.image.repository}:{self.tag}"
-        if self.registry is None:
+        registry = self.target.registry
+        if registry is None:
             return pulumi.Output.from_input(name)
-        return pulumi.Output.from_input(self.registry).apply(lambda r: f"{r.rstrip('/')}/{name}")
-
-
-def cluster_revision(kubeconfig: pulumi.Input[str]) -> pulumi.Output[str]:
-    """A value that changes whenever a kind cluster is created anew: a hash of the kubeconfig kind
-    printed for it (a new cluster has a new CA and keys). Not secret: a hash reveals no key."""
-    digest = pulumi.Output.from_input(kubeconfig).apply(
-        lambda k: hashlib.sha256(k.encode()).hexdigest()[:12]
-    )
-    return pulumi.Output.unsecret(digest)
+        return pulumi.Output.from_input(registry).apply(lambda r: f"{r.rstrip('/')}/{name}")
 
 
 def build_command(args: ImageArgs, ref: str, login: str | None = None) -> str:
@@ -102,12 +80,14 @@ def build_command(args: ImageArgs, ref: str, login: str | None = None) -> str:
     build_args = "".join(
         f" --build-arg {shlex.quote(f'{k}={v}')}" for k, v in sorted(spec.image.build_args.items())
     )
-    platform = f" --platform {shlex.quote(args.platform)}" if args.platform else ""
+    target = args.target
+    platform = f" --platform {shlex.quote(target.platform)}" if target.platform else ""
     # The build context is the repository root: images contain services/common as well.
     build = f"docker build{platform} -f {shlex.quote(str(dockerfile))}{build_args} -t {q} ."
-    if args.target == "kind":
-        return f"{build} && kind load docker-image {q} --name {shlex.quote(str(args.kind_cluster))}"
-    if args.target == "local":
+    if target.mode == "kind":
+        cluster = shlex.quote(str(target.kind_cluster))
+        return f"{build} && kind load docker-image {q} --name {cluster}"
+    if target.mode == "local":
         return build
     # The tag is the content hash, so a tag already in the registry is this image: skip the build
     # and the push, which an IMMUTABLE repository would refuse (the command re-runs whenever any
@@ -127,8 +107,9 @@ class ServiceImage(pulumi.ComponentResource):
     def __init__(self, name: str, args: ImageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gantry:serving:ServiceImage", name, None, opts)
         self.ref: pulumi.Output[str] = args.ref()
+        target = args.target
         depends_on = list(args.depends_on)
-        if args.ecr_provider is not None:
+        if target.ecr_provider is not None:
             # Tags are content hashes, so they never need to move: make them immutable.
             depends_on.append(
                 aws.ecr.Repository(
@@ -137,17 +118,17 @@ class ServiceImage(pulumi.ComponentResource):
                     image_tag_mutability="IMMUTABLE",
                     image_scanning_configuration={"scan_on_push": True},
                     force_delete=True,
-                    opts=pulumi.ResourceOptions(parent=self, provider=args.ecr_provider),
+                    opts=pulumi.ResourceOptions(parent=self, provider=target.ecr_provider),
                 )
             )
-        create = pulumi.Output.all(self.ref, args.login).apply(
+        create = pulumi.Output.all(self.ref, target.login).apply(
             lambda v: build_command(args, v[0], v[1])
         )
         # Replaced (so run again) when a trigger changes: a new content hash, or, for kind, a new
         # cluster whose nodes do not have the image yet.
         triggers: list[pulumi.Input[str]] = [args.tag]
-        if args.cluster_revision is not None:
-            triggers.append(args.cluster_revision)
+        if target.cluster_revision is not None:
+            triggers.append(target.cluster_revision)
         self.build = command.local.Command(
             f"{name}-build",
             create=create,

@@ -2,12 +2,7 @@
 
 `ModelService` (component.py) registers them with Pulumi; the schedulability check and the tests
 read the same dicts. Nothing here touches Pulumi, so values may be plain strings or Outputs.
-
-Ownership, so that Pulumi and Flagger never fight: Pulumi owns the target Deployment, its HPA,
-the serve ConfigMap, the metrics Service + ServiceMonitor, the PDB, the Canary and its
-MetricTemplates. Flagger owns what it generates from the Canary: `<name>-primary` (Deployment,
-HPA, ConfigMap), the routable Services `<name>`, `<name>-canary` and `<name>-primary`, the
-VirtualService and the DestinationRules. Pulumi never creates an object with one of those names.
+Which objects are Pulumi's and which Flagger's (so they never fight): `ModelService`.
 """
 
 from __future__ import annotations
@@ -20,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from gantry.canary import METRIC_NAMES, cluster_query
 from gantry.pools import GPU_RESOURCE, PoolScheduling
 from gantry.service import ServiceSpec, duration_s
 
@@ -282,8 +278,7 @@ def deployment(spec: ServiceSpec, ctx: ServingContext) -> dict[str, Any]:
         "kind": "Deployment",
         "metadata": _meta(spec, ctx),
         "spec": {
-            # No `replicas`: the HPA and Flagger (which scales this canary target to zero between
-            # rollouts) own it. Pulumi never sets it, so server-side apply never takes it back.
+            # No `replicas`: the HPA and Flagger own it (ModelService in component.py).
             "revisionHistoryLimit": 3,
             "progressDeadlineSeconds": 600,
             "selector": {"matchLabels": {APP_LABEL: spec.name}},
@@ -431,25 +426,10 @@ def pdb(spec: ServiceSpec, ctx: ServingContext) -> dict[str, Any]:
     }
 
 
-# Flagger MetricTemplates over Ray Serve's own metrics. `{{ target }}-<hash>-<id>` matches the
-# canary pods only (primary pods are `{{ target }}-primary-...`). No data fails the check.
-_CANARY_PODS = 'namespace="{{ namespace }}", pod=~"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"'
-
-
-def _rate(metric: str) -> str:
-    return f"rate({metric}{{{_CANARY_PODS}}}[{{{{ interval }}}}])"
-
-
-METRIC_QUERIES = {
-    # Serve's error counter has no series until the first error: absent counts as 0, else every
-    # healthy canary would fail this check for lack of data.
-    "serve-error-rate": f"100 * (sum({_rate('ray_serve_deployment_error_counter_total')})"
-    " or vector(0))"
-    f" / sum({_rate('ray_serve_deployment_request_counter_total')})",
-    "serve-latency-p99": "histogram_quantile(0.99, sum by (le) ("
-    f"{_rate('ray_serve_deployment_processing_latency_ms_bucket')}))",
-}
-BUILTIN_METRICS = {"request-success-rate", "request-duration"}
+# A Flagger MetricTemplate per check Flagger has no built-in for; the queries are generated from
+# the one table of checks (gantry/canary.py, METRIC_CHECKS).
+METRIC_QUERIES = {m: q for m in METRIC_NAMES if (q := cluster_query(m)) is not None}
+BUILTIN_METRICS = {m for m in METRIC_NAMES if cluster_query(m) is None}
 
 
 def metric_template_name(spec: ServiceSpec, metric: str) -> str:

@@ -26,8 +26,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import psutil
+import requests
 import yaml
 
 from gantry.service import load_service
@@ -101,22 +101,22 @@ def main(name: str) -> None:
             if proc.poll() is not None:
                 raise SystemExit(f"pod command exited {proc.returncode}; see {work}/pod.log")
             try:
-                if httpx.get(base_url + spec.serve.readiness_path, timeout=2).status_code == 200:
+                if requests.get(base_url + spec.serve.readiness_path, timeout=2).status_code == 200:
                     ready_s = time.monotonic() - start
                     break
-            except httpx.HTTPError:
+            except requests.RequestException:
                 pass
             time.sleep(0.5)
         if ready_s is None:
             raise SystemExit(f"not ready within 300 s; see {work}/pod.log")
-        health = httpx.get(base_url + spec.serve.health_path, timeout=5).status_code
+        health = requests.get(base_url + spec.serve.health_path, timeout=5).status_code
         smoke = spec.canary.webhooks.smoke
         assert smoke is not None
-        answer = httpx.request(
+        answer = requests.request(
             smoke.request.method, base_url + smoke.request.path, json=smoke.request.body, timeout=30
         )
         smoke_ok = answer.status_code
-        scraped = httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=10).text
+        scraped = requests.get(f"http://127.0.0.1:{metrics}/metrics", timeout=10).text
         rss = tree_rss(proc.pid) + sum(
             tree_rss(p.pid)
             for p in psutil.process_iter(["cmdline"])
@@ -138,7 +138,9 @@ def main(name: str) -> None:
         def call() -> tuple[int, float]:
             assert smoke is not None
             r, t = smoke.request, time.monotonic()
-            code = httpx.request(r.method, base_url + r.path, json=r.body, timeout=60).status_code
+            code = requests.request(
+                r.method, base_url + r.path, json=r.body, timeout=60
+            ).status_code
             return code, time.monotonic() - t
 
         with ThreadPoolExecutor(32) as pool:

@@ -23,8 +23,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import psutil
+import requests
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "sandbox"))
@@ -54,7 +54,7 @@ def tree_memory(state: SandboxState) -> tuple[float, float, int]:
 
 def embedder_state(serve_api: str) -> tuple[str, int, int]:
     """(deployment status, RUNNING replicas, all replicas) of embedder-v1's Embedder."""
-    apps = httpx.get(serve_api, timeout=10).json()["applications"]
+    apps = requests.get(serve_api, timeout=10).json()["applications"]
     dep = apps["embedder-v1"]["deployments"]["Embedder"]
     replicas = dep.get("replicas") or []
     running = sum(1 for r in replicas if r["state"] == "RUNNING")

@@ -31,8 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
+import requests
 from rich.console import Console
 from rich.table import Table
 
@@ -310,7 +310,7 @@ def bench_serve(v: ServeVariant, duration_s: int, script: Path, workdir: Path) -
 def batch_mean(metrics_port: int) -> float | None:
     from tests.services.promtext import total
 
-    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text
+    text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text
     count = total(text, "ray_gantry_batch_size_count")
     return total(text, "ray_gantry_batch_size_sum") / count if count else None
 

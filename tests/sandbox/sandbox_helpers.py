@@ -14,14 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
+import requests
 import yaml
 
 from gantry.sandbox_state import SandboxState
 from sandbox import procs
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 # Sandbox timings for tests: set through the stack config, the same way a user would.
 FAST_SANDBOX = {
@@ -64,15 +64,15 @@ class Load:
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
 
     def _run(self) -> None:
-        with httpx.Client(timeout=60) as client:
+        with requests.Session() as client:
             while not self._stop.is_set():
                 try:
-                    r = client.post(self.url, json=self.body)
+                    r = client.post(self.url, json=self.body, timeout=60)
                     key = str(r.status_code)
                     if r.status_code != 200:
                         with self._lock:
                             self.errors.append(f"{r.status_code} {r.text[:200]}")
-                except httpx.HTTPError as err:
+                except requests.RequestException as err:
                     key = type(err).__name__
                     with self._lock:
                         self.errors.append(repr(err))

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+import requests
 from sandbox_helpers import FAST_SANDBOX, Load, gantry, listeners, ss_ports, wait_for, write_stack
 
 from gantry.sandbox_state import SandboxState
@@ -109,7 +109,7 @@ def test_up_prints_urls_and_every_listener_is_loopback(sandbox: Sandbox) -> None
     for name in ("serve", "dashboard", "prometheus", "gcs"):
         assert state.ports[name] in on_machine, f"{name} port not listening per ss -ltn"
     # Prometheus scrapes this sandbox's Ray processes only, each target once.
-    targets = httpx.get(f"{state.urls['prometheus']}/api/v1/targets", timeout=10).json()
+    targets = requests.get(f"{state.urls['prometheus']}/api/v1/targets", timeout=10).json()
     urls = [t["scrapeUrl"] for t in targets["data"]["activeTargets"]]
     ours = {port for _, port, _ in socks}
     assert len(urls) == len(set(urls))
@@ -118,14 +118,16 @@ def test_up_prints_urls_and_every_listener_is_loopback(sandbox: Sandbox) -> None
 
 def test_both_services_answer_through_their_routers(sandbox: Sandbox) -> None:
     routes = sandbox.state.routes
-    r = httpx.post(f"{routes['embedder']}/v1/embeddings", json=EMBED, timeout=60)
+    r = requests.post(f"{routes['embedder']}/v1/embeddings", json=EMBED, timeout=60)
     assert r.status_code == 200, r.text
     assert len(r.json()["data"][0]["embedding"]) == 384
-    r = httpx.post(f"{routes['classifier']}/v1/models/classifier:predict", json=PREDICT, timeout=60)
+    r = requests.post(
+        f"{routes['classifier']}/v1/models/classifier:predict", json=PREDICT, timeout=60
+    )
     assert r.status_code == 200, r.text
     assert r.json()["predictions"] == [0, 2]
     # Bad input still gets the service's own 4xx through the router.
-    r = httpx.post(f"{routes['classifier']}/v1/models/classifier:predict", json={}, timeout=60)
+    r = requests.post(f"{routes['classifier']}/v1/models/classifier:predict", json={}, timeout=60)
     assert 400 <= r.status_code < 500
 
 

@@ -13,7 +13,7 @@ from sandbox.lifecycle import Plan
 from sandbox.router import RouterConfig
 from sandbox.serving import Routing, ServiceRouting
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+import requests
 import yaml
 
 from tests.services.raylocal import LOOPBACK_ENV, VENV_BIN
@@ -68,11 +68,11 @@ def wait_ready(url: str, timeout_s: float) -> None:
     last = ""
     while time.monotonic() < deadline:
         try:
-            r = httpx.get(url, timeout=5)
+            r = requests.get(url, timeout=5)
             if r.status_code == 200:
                 return
             last = f"{r.status_code} {r.text[:200]}"
-        except httpx.HTTPError as exc:
+        except requests.RequestException as exc:
             last = repr(exc)
         time.sleep(1)
     raise TimeoutError(f"{url} not ready after {timeout_s}s: {last}")

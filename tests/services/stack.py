@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+import requests
 
 from tests.services.raylocal import LocalRay
 from tests.services.servedeploy import app_from_serve_yaml, serve_run
@@ -32,7 +32,7 @@ class ServeStack:
         return self.base + path
 
     def metrics(self) -> str:
-        return httpx.get(f"http://127.0.0.1:{self.ray.metrics_port}/metrics", timeout=30).text
+        return requests.get(f"http://127.0.0.1:{self.ray.metrics_port}/metrics", timeout=30).text
 
     def redeploy(self, apps: list[dict[str, Any]]) -> None:
         serve_run(self.ray.address, apps, self.http_port, self.ray.temp_dir)

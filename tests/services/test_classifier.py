@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
+import requests
 
 from tests.services.stack import ServeStack
 
@@ -20,18 +20,20 @@ pytestmark = pytest.mark.e2e  # real local Ray + Serve (session fixture: conftes
 
 @pytest.mark.parametrize("path", PATHS.values(), ids=PATHS.keys())
 def test_predicts_iris_classes(stack: ServeStack, path: str) -> None:
-    r = httpx.post(stack.url(path), json={"instances": [SETOSA, VERSICOLOR, VIRGINICA]}, timeout=60)
+    r = requests.post(
+        stack.url(path), json={"instances": [SETOSA, VERSICOLOR, VIRGINICA]}, timeout=60
+    )
     assert r.status_code == 200, r.text
     assert r.json() == {"predictions": [0, 1, 2]}
 
 
 def test_kserve_readiness_and_index(stack: ServeStack) -> None:
-    status = httpx.get(stack.url("/classifier/v1/models/classifier"), timeout=30)
+    status = requests.get(stack.url("/classifier/v1/models/classifier"), timeout=30)
     assert status.status_code == 200 and status.json() == {"name": "classifier", "ready": True}
-    assert httpx.get(stack.url("/classifier/v1/models"), timeout=30).json() == {
+    assert requests.get(stack.url("/classifier/v1/models"), timeout=30).json() == {
         "models": ["classifier"]
     }
-    v2 = httpx.get(stack.url("/canary/classifier/v2/ready"), timeout=30).json()
+    v2 = requests.get(stack.url("/canary/classifier/v2/ready"), timeout=30).json()
     assert v2["version"] == "v2" and v2["ready"] is True
 
 
@@ -59,9 +61,9 @@ BAD_REQUESTS = [
 def test_bad_requests_get_kserve_errors(
     stack: ServeStack, case: str, body: bytes, status: int, message: str
 ) -> None:
-    r = httpx.post(
+    r = requests.post(
         stack.url(PATHS["v1"]),
-        content=body,
+        data=body,
         headers={"content-type": "application/json"},
         timeout=60,
     )

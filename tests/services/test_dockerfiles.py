@@ -87,16 +87,39 @@ def test_entrypoint_serve_runs_serve_yaml_and_drains(rel: str) -> None:
 def test_cuda_image_uses_cuda_wheels_at_the_same_versions() -> None:
     runs = " ".join(i["value"] for i in instructions("embedder/Dockerfile.cuda", "RUN"))
     assert "download.pytorch.org/whl/cu" in runs and "torch==2.13.0" in runs
-    assert "onnxruntime-gpu==1.31.1" in runs
+    cuda_reqs = (REPO / "services/embedder/requirements-cuda.txt").read_text()
+    assert "\nonnxruntime-gpu==1.31.1 " in cuda_reqs and "\ntorch==" not in cuda_reqs
     cpu_runs = " ".join(i["value"] for i in instructions("embedder/Dockerfile", "RUN"))
-    assert "download.pytorch.org/whl/cpu" in cpu_runs and "torch==2.13.0" in cpu_runs
+    assert "download.pytorch.org/whl/cpu" in cpu_runs
+    assert "\ntorch==2.13.0+cpu " in (REPO / "services/embedder/requirements.txt").read_text()
+
+
+@pytest.mark.parametrize("rel", DOCKERFILES)
+def test_images_install_the_hashed_requirements(rel: str) -> None:
+    """Each image installs its requirements file, generated from the lock (pins and hashes checked
+    by tests/test_dependencies.py), in pip's hash-checking mode, and nothing else unpinned."""
+    service = DOCKERFILES[rel]
+    name = "requirements-cuda.txt" if rel.endswith(".cuda") else "requirements.txt"
+    (copy,) = [i for i in instructions(rel, "COPY") if "requirements" in i["value"]]
+    assert copy["value"].split()[0] == f"services/{service}/{name}"
+    installs = [i["value"] for i in instructions(rel, "RUN") if "pip install" in i["value"]]
+    hashed = [cmd for cmd in installs if "-r /tmp/requirements.txt" in cmd]
+    assert len(hashed) == 1 and "--require-hashes" in hashed[0], installs
+    for cmd in installs:
+        assert cmd in hashed or cmd.endswith("torch==2.13.0"), f"{rel}: unpinned install: {cmd}"
 
 
 @pytest.mark.parametrize("service", ["embedder", "classifier"])
-def test_image_requirements_match_pyproject_pins(service: str) -> None:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    pins = dict(line.split("==") for line in project if "==" in line)
-    reqs = (REPO / "services" / service / "requirements.txt").read_text().splitlines()
-    for line in (r for r in reqs if r and not r.startswith("#")):
-        name, version = line.split("==")
-        assert pins.get(name) == version, f"{service}/requirements.txt: {line} != pyproject"
+def test_image_requirements_are_declared_in_pyproject(service: str) -> None:
+    """What an image installs directly is declared in pyproject.toml, at the same version."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = [*project["dependencies"], *project["optional-dependencies"]["services"]]
+    pins = {r.split("==")[0].split("[")[0]: r.partition("==")[2] for r in declared}
+    for path in (REPO / "services" / service).glob("requirements*.in"):
+        for line in path.read_text().splitlines():
+            if not line.strip() or line.startswith("#"):
+                continue
+            name, _, version = line.partition("==")
+            base = name.split("[")[0].removesuffix("-gpu")
+            assert base in pins, f"{path.name}: {line} is not declared in pyproject.toml"
+            assert version in ("", pins[base]), f"{path.name}: {line} != pyproject's {base}"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 
-import httpx
 import numpy as np
 import pytest
+import requests
 
 from tests.services.sentences import fixed_sentences
 from tests.services.stack import ServeStack
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e  # real local Ray + Serve (session fixture: conftes
 
 
 def embed(stack: ServeStack, path: str, texts: list[str]) -> np.ndarray:
-    r = httpx.post(stack.url(path), json={"input": texts}, timeout=120)
+    r = requests.post(stack.url(path), json={"input": texts}, timeout=120)
     assert r.status_code == 200, r.text
     return np.array([d["embedding"] for d in r.json()["data"]], dtype=np.float32)
 
@@ -49,7 +49,7 @@ def test_v2_onnx_agrees_with_v1_per_sentence(stack: ServeStack) -> None:
 
 
 def test_openai_response_shape(stack: ServeStack) -> None:
-    r = httpx.post(stack.url(V1), json={"input": "hello world", "model": "x"}, timeout=60)
+    r = requests.post(stack.url(V1), json={"input": "hello world", "model": "x"}, timeout=60)
     body = r.json()
     assert r.status_code == 200 and body["object"] == "list"
     assert body["model"] == "all-MiniLM-L6-v2"
@@ -58,7 +58,7 @@ def test_openai_response_shape(stack: ServeStack) -> None:
     assert (
         body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] == 4
     )  # CLS hello world SEP
-    r64 = httpx.post(
+    r64 = requests.post(
         stack.url(V1), json={"input": ["hello world"], "encoding_format": "base64"}, timeout=60
     )
     vec = np.frombuffer(base64.b64decode(r64.json()["data"][0]["embedding"]), dtype="<f4")
@@ -87,8 +87,8 @@ BAD_REQUESTS = [
 def test_bad_requests_get_4xx_json_naming_the_problem(
     stack: ServeStack, path: str, case: str, body: bytes, status: int, message: str
 ) -> None:
-    r = httpx.post(
-        stack.url(path), content=body, headers={"content-type": "application/json"}, timeout=60
+    r = requests.post(
+        stack.url(path), data=body, headers={"content-type": "application/json"}, timeout=60
     )
     assert r.status_code == status, f"{case}: {r.status_code} {r.text[:300]}"
     error = r.json()["error"]
@@ -98,18 +98,18 @@ def test_bad_requests_get_4xx_json_naming_the_problem(
 
 def test_replica_survives_bad_input(stack: ServeStack) -> None:
     for body in (b"\xff\xfe", b'{"input": "\\ud800"}', b"null", b'{"input": {"a": 1}}'):
-        r = httpx.post(stack.url(V1), content=body, timeout=60)
+        r = requests.post(stack.url(V1), data=body, timeout=60)
         assert 400 <= r.status_code < 500, (body, r.status_code, r.text)
-    assert httpx.get(stack.url("/embedder/ready"), timeout=30).json()["ready"] is True
+    assert requests.get(stack.url("/embedder/ready"), timeout=30).json()["ready"] is True
     assert len(embed(stack, V1, ["still alive"])) == 1
 
 
 def test_openapi_and_model_list(stack: ServeStack) -> None:
-    spec = httpx.get(stack.url("/embedder/openapi.json"), timeout=30).json()
+    spec = requests.get(stack.url("/embedder/openapi.json"), timeout=30).json()
     assert "/v1/embeddings" in spec["paths"]
     schema = spec["components"]["schemas"]["EmbeddingRequest"]
     assert "input" in schema["required"]
-    models = httpx.get(stack.url("/embedder/v1/models"), timeout=30).json()
+    models = requests.get(stack.url("/embedder/v1/models"), timeout=30).json()
     assert models["data"][0]["id"] == "all-MiniLM-L6-v2"
-    ready = httpx.get(stack.url("/embedder/ready"), timeout=30).json()
+    ready = requests.get(stack.url("/embedder/ready"), timeout=30).json()
     assert ready == {"ready": True, "service": "embedder", "version": "v1", "device": "cpu"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import pytest
+import requests
 
 from tests.services.promtext import samples
 from tests.services.servedeploy import load_serve_yaml
@@ -23,10 +23,10 @@ def classifier_user_config(**faults: float) -> dict:
     return {**dep["user_config"], "faults": {**dep["user_config"]["faults"], **faults}}
 
 
-def wait_status(stack: ServeStack, status: int, timeout_s: float = 120) -> httpx.Response:
+def wait_status(stack: ServeStack, status: int, timeout_s: float = 120) -> requests.Response:
     deadline = time.monotonic() + timeout_s
     while True:
-        r = httpx.post(stack.url(PREDICT), json=ROW, timeout=60)
+        r = requests.post(stack.url(PREDICT), json=ROW, timeout=60)
         if r.status_code == status or time.monotonic() > deadline:
             return r
         time.sleep(1)
@@ -42,7 +42,7 @@ def test_fault_injection_applies_live_and_reverts(stack: ServeStack) -> None:
         r = wait_status(stack, 500)
         assert r.status_code == 500 and "injected fault" in r.json()["error"]
         # Readiness and metadata are not inference: they keep answering while faults are on.
-        assert httpx.get(stack.url("/classifier/ready"), timeout=30).status_code == 200
+        assert requests.get(stack.url("/classifier/ready"), timeout=30).status_code == 200
     finally:
         stack.redeploy(session_apps())
     assert wait_status(stack, 200).json() == {"predictions": [0]}

@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
+import requests
 
 from services.common import metrics as gantry_metrics
 from tests.services.promtext import names, samples, total
@@ -41,7 +41,9 @@ def test_concurrent_requests_are_batched(stack: ServeStack) -> None:
 
     def post(i: int) -> int:
         body = {"input": sentence.format(i)}
-        return httpx.post(stack.url("/embedder/v1/embeddings"), json=body, timeout=120).status_code
+        return requests.post(
+            stack.url("/embedder/v1/embeddings"), json=body, timeout=120
+        ).status_code
 
     with ThreadPoolExecutor(32) as pool:
         codes = list(pool.map(post, range(96)))
@@ -51,7 +53,7 @@ def test_concurrent_requests_are_batched(stack: ServeStack) -> None:
 
 
 def test_gantry_series_exist_with_their_labels(stack: ServeStack) -> None:
-    httpx.post(stack.url("/embedder/v1/embeddings"), content=b"{", timeout=60)  # one 400
+    requests.post(stack.url("/embedder/v1/embeddings"), data=b"{", timeout=60)  # one 400
     text = scrape_until(
         stack,
         lambda t: (

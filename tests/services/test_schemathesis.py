@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import subprocess
 
-import httpx
 import pytest
+import requests
 
 from tests.services.promtext import samples
 from tests.services.raylocal import VENV_BIN
@@ -34,7 +34,7 @@ def test_fuzzed_requests_never_get_5xx(stack: ServeStack, service: str) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:]
     assert "test cases" in result.stdout.lower() or "generated" in result.stdout.lower()
-    assert httpx.get(f"{base}/ready", timeout=30).status_code == 200
+    assert requests.get(f"{base}/ready", timeout=30).status_code == 200
     assert replicas(stack, service) == replicas_before, "a replica was replaced during fuzzing"
 
 

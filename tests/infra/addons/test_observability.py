@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import yaml
 
-from infra.addons.metrics import RAY_INFLIGHT_SERIES
+from infra.addons.metrics import RAY_IN_FLIGHT_SERIES
 from infra.addons.monitoring import dashboard_files, rule_files
 from infra.render import ResourceIndex
 
@@ -35,7 +35,7 @@ def test_serve_overview_shows_what_an_operator_needs() -> None:
     assert "ray_serve_num_http_requests_total" in queries  # RPS
     for q in ("0.5", "0.95", "0.99"):
         assert f"histogram_quantile({q}," in queries  # p50/p95/p99
-    assert RAY_INFLIGHT_SERIES in queries  # in-flight, the HPA's signal
+    assert RAY_IN_FLIGHT_SERIES in queries  # in-flight, the HPA's signal
     assert "kube_deployment_status_replicas" in queries  # replicas per version
     assert "flagger_canary_weight" in queries  # canary weight
 

@@ -8,7 +8,7 @@ import pytest
 
 from gantry.project import platform_dir
 from gantry.validation import deep_merge
-from infra.addons import Platform, PlatformOutputs
+from infra.addons import Platform, PlatformArgs, PlatformOutputs
 from infra.addons.charts import CHARTS
 from infra.addons.values import addon_values
 from infra.render import ResourceIndex, run_offline
@@ -23,7 +23,9 @@ def capture_outputs(stack: str) -> PlatformOutputs:
     captured: list[PlatformOutputs] = []
 
     def program(cfg):  # type: ignore[no-untyped-def]
-        captured.append(Platform("platform", create_cluster(cfg), cfg.platform).outputs)
+        captured.append(
+            Platform("platform", PlatformArgs(create_cluster(cfg), cfg.platform)).outputs
+        )
 
     run_offline(stack_config(stack), stack, program=program)
     return captured[0]
@@ -52,7 +54,7 @@ def test_teams_in_outputs_match_namespaces(outputs: PlatformOutputs, program: Pr
 def test_outputs_are_plain_and_complete(outputs: PlatformOutputs) -> None:
     assert outputs.prometheus_url.startswith("http://kps-prometheus.monitoring")
     assert outputs.loadtester_url and outputs.flagger_namespace == "flagger-system"
-    assert outputs.inflight_metric and outputs.mesh_scrape["scheme"] == "https"
+    assert outputs.in_flight_metric and outputs.mesh_scrape["scheme"] == "https"
     assert outputs.priority_classes[0] == "gantry-serving"
     assert outputs.depends_on, "serving must be able to wait for the platform"
 

@@ -8,7 +8,7 @@ import pytest
 
 from gantry.pools import FAKE_GPU_POOL_LABEL
 from infra.addons.charts import CHARTS
-from infra.addons.metrics import INFLIGHT_METRIC, RAY_INFLIGHT_SERIES
+from infra.addons.metrics import IN_FLIGHT_METRIC, RAY_IN_FLIGHT_SERIES
 from infra.addons.monitoring import PROMETHEUS_SERVICE
 from infra.checks import is_custom_resource
 from infra.render import Resource, ResourceIndex
@@ -112,8 +112,8 @@ def test_adapter_serves_the_inflight_metric_from_this_prometheus(
     values = releases(program(stack))["prometheus-adapter"].inputs["values"]
     assert PROMETHEUS_SERVICE in values["prometheus"]["url"]
     (rule,) = values["rules"]["custom"]
-    assert rule["name"]["as"] == INFLIGHT_METRIC
-    assert rule["seriesQuery"].startswith(RAY_INFLIGHT_SERIES)
+    assert rule["name"]["as"] == IN_FLIGHT_METRIC
+    assert rule["seriesQuery"].startswith(RAY_IN_FLIGHT_SERIES)
     assert values["rules"]["default"] is False
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from gantry.errors import ConfigError
 from gantry.stack import GantryConfig, load_config, read_stack_file
+from infra.cluster import ImageTarget
 from infra.cluster.existing import ExistingCluster, ExistingClusterArgs
 from infra.render import FAKE_KUBECONFIG, ResourceIndex, run_offline
 
@@ -52,6 +53,8 @@ def test_existing_cluster_has_nothing_to_wait_for(tmp_path: Path) -> None:
 
     run_offline(existing(kubeconfig), "existing-ready", program=program)
     assert built[0].outputs.ready == []  # the cluster and its nodes are already up
+    # Images stay in this machine's Docker daemon, which the cluster shares: no push, no load.
+    assert built[0].outputs.images == ImageTarget("local")
 
 
 def test_missing_kubeconfig_is_a_one_line_config_error(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 from collections.abc import Callable
@@ -13,12 +14,15 @@ import pytest
 import typer
 
 from gantry.service import load_service
+from gantry.stack import GantryConfig, load_config, read_stack_file
 from infra import preflight as pf
-from infra.cluster.eks import AMI_TYPES
+from infra.cluster import ImageTarget
+from infra.cluster.eks import AMI_TYPES, IMAGE_PLATFORM
 from infra.render import ResourceIndex, run_offline
-from infra.serving import EKS_IMAGE_PLATFORM
 from infra.serving.images import ImageArgs, build_command, content_hash
-from tests.conftest import stack_config
+from tests.conftest import REPO, stack_config
+
+RunConfig = Callable[[GantryConfig, str], ResourceIndex]
 
 
 def test_tag_changes_only_when_the_service_files_change(services_dir: Callable[..., Path]) -> None:
@@ -39,21 +43,23 @@ def test_tag_changes_only_when_the_service_files_change(services_dir: Callable[.
 
 def test_build_commands() -> None:
     spec = load_service("classifier")
-    kind = ImageArgs(spec=spec, target="kind", kind_cluster="gantry-sandbox")
+    kind = ImageArgs(spec=spec, target=ImageTarget("kind", kind_cluster="gantry-sandbox"))
     ref = f"gantry/classifier:{kind.tag}"
     assert build_command(kind, ref) == (
         f"docker build -f services/classifier/Dockerfile -t {ref} . && "
         f"kind load docker-image {ref} --name gantry-sandbox"
     )
-    pushed = ImageArgs(spec=spec, target="registry", registry="r.example/x")
+    pushed = ImageArgs(spec=spec, target=ImageTarget("registry", registry="r.example/x"))
     assert build_command(pushed, "r.example/x/" + ref, "login").startswith("login && ")
     assert f"docker push r.example/x/{ref}" in build_command(pushed, "r.example/x/" + ref)
 
 
 def test_platform_is_part_of_the_build_and_of_the_tag() -> None:
     spec = load_service("classifier")
-    local = ImageArgs(spec=spec, target="kind", kind_cluster="k")
-    amd64 = ImageArgs(spec=spec, target="registry", registry="r", platform="linux/amd64")
+    local = ImageArgs(spec=spec, target=ImageTarget("kind", kind_cluster="k"))
+    amd64 = ImageArgs(
+        spec=spec, target=ImageTarget("registry", registry="r", platform="linux/amd64")
+    )
     assert "--platform" not in build_command(local, "ref")  # kind: this machine's architecture
     assert "docker build --platform linux/amd64 -f " in build_command(amd64, "ref")
     # One tag names one image: an image built for another platform gets another tag.
@@ -70,11 +76,11 @@ def test_eks_images_are_built_for_the_nodes_architecture(
 ) -> None:
     # Every AMI type the EKS pools use is x86_64: an image built on an arm64 laptop would not run.
     assert all("x86_64" in ami for ami in AMI_TYPES.values())
-    assert EKS_IMAGE_PLATFORM == "linux/amd64"
+    assert IMAGE_PLATFORM == "linux/amd64"
     eks = _image_commands(program("eks"))
     assert eks
     for cmd in eks:
-        assert f"docker build --platform {EKS_IMAGE_PLATFORM} " in cmd.inputs["create"]
+        assert f"docker build --platform {IMAGE_PLATFORM} " in cmd.inputs["create"]
     for cmd in _image_commands(program("sandbox")):
         assert "--platform" not in cmd.inputs["create"]
 
@@ -98,6 +104,24 @@ esac
 """
 
 
+def test_eks_image_target_comes_from_the_cluster_layer(run_config: RunConfig) -> None:
+    """Layer 3 reads where images go from ClusterOutputs.images: `eks.image_registry` means a
+    plain push there (no ECR repository, no AWS provider of its own); without it, ECR through the
+    cluster's own AWS provider."""
+    raw = copy.deepcopy(read_stack_file(REPO / "Pulumi.eks.yaml"))
+    raw["cluster"]["eks"]["image_registry"] = "registry.example/team"
+    index = run_config(load_config(raw), "eks-registry")
+    for cmd in _image_commands(index):
+        assert "docker push registry.example/team/gantry/" in cmd.inputs["create"]
+        assert "docker login" not in cmd.inputs["create"]
+    assert not index.of_type("aws:ecr/repository:Repository")
+    default = run_offline(stack_config("eks"), "eks")
+    # One AWS provider, the cluster's: the serving layer makes none.
+    (aws_provider,) = default.of_type("pulumi:providers:aws")
+    assert aws_provider.layer == "cluster"
+    assert default.of_type("aws:ecr/repository:Repository")
+
+
 def _run_push(tmp_path: Path, command: str, registry: list[str]) -> tuple[int, list[str]]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -119,7 +143,9 @@ def _run_push(tmp_path: Path, command: str, registry: list[str]) -> tuple[int, l
 
 
 def test_push_to_an_immutable_registry_is_skipped_when_the_tag_is_there(tmp_path: Path) -> None:
-    args = ImageArgs(spec=load_service("classifier"), target="registry", registry="r.example/x")
+    args = ImageArgs(
+        spec=load_service("classifier"), target=ImageTarget("registry", registry="r.example/x")
+    )
     ref = f"r.example/x/gantry/classifier:{args.tag}"
     command = build_command(args, ref, "echo logged-in >&2")
     # A re-run (another checkout, a changed command) finds the tag: no build, no failing push.
@@ -148,7 +174,7 @@ def test_kind_images_are_loaded_again_into_a_replaced_cluster() -> None:
 
 
 def test_cluster_revision_is_not_secret() -> None:
-    from infra.serving.images import cluster_revision
+    from infra.cluster.kind import cluster_revision
 
     @pulumi.runtime.test
     def check() -> pulumi.Output[None]:

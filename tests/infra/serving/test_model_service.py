@@ -208,13 +208,13 @@ def test_restricted_security_and_ray_ports_outside_the_mesh(program: Program, st
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_hpa_scales_on_in_flight_requests_fast_up_slow_down(program: Program, stack: str) -> None:
-    from infra.addons.metrics import INFLIGHT_METRIC
+    from infra.addons.metrics import IN_FLIGHT_METRIC
 
     specs = load_services(stack_config(stack))
     for name, hpa in serving(program, stack, "HorizontalPodAutoscaler").items():
         spec = hpa["spec"]
         pods = [m for m in spec["metrics"] if m["type"] == "Pods"]
-        assert pods[0]["pods"]["metric"]["name"] == INFLIGHT_METRIC
+        assert pods[0]["pods"]["metric"]["name"] == IN_FLIGHT_METRIC
         assert (
             float(pods[0]["pods"]["target"]["averageValue"])
             == specs[name].hpa_target_in_flight_per_pod

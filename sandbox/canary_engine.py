@@ -1,0 +1,234 @@
+"""The canary policy's actions on a running sandbox (`SandboxEngine`): routing.json and Serve's
+REST API for the weights and applications, Prometheus for the checks, the smoke and load
+webhooks. What each action means: sandbox/rollout.py."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import requests
+
+from gantry.canary import CanaryStatus, CheckResult, Phase
+from gantry.sandbox_state import SandboxState, app_name
+from gantry.service import LoadHook as LoadHookSpec
+from gantry.service import ServiceSpec, duration_s
+from sandbox.analysis import run_check
+from sandbox.lifecycle import Plan, SandboxError, deploy
+from sandbox.prometheus import PromQL
+from sandbox.rollout_files import EventLog
+from sandbox.serving import ROUTER_DEPLOYMENT, Routing, ServeApi, ServiceRouting, version_prefix
+from sandbox.state import Paths
+
+# Seconds for in-flight requests of a version to finish after the router stopped choosing it.
+DRAIN_S = 2.0
+# Seconds the router replicas get to apply new weights; a removed application to go.
+ROUTER_TIMEOUT_S = 60.0
+REMOVE_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Time for the driver and everything it waits on: injected once (tests pass a fake)."""
+
+    now: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+
+
+class LoadHook:
+    """The `load` webhook: steady traffic straight to the canary while it is analysed."""
+
+    def __init__(self, url: str, hook: LoadHookSpec) -> None:
+        self._url, self._req = url, hook.request
+        self._timeout_s = duration_s(hook.timeout)
+        self._period = hook.concurrency / hook.rps  # seconds between requests of one client
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._client, daemon=True) for _ in range(hook.concurrency)
+        ]
+
+    def _client(self) -> None:
+        with requests.Session() as session:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                # Failures show in the canary's metrics; the hook only supplies traffic.
+                with contextlib.suppress(requests.RequestException):
+                    session.request(
+                        self._req.method, self._url, json=self._req.body, timeout=self._timeout_s
+                    )
+                self._stop.wait(max(0.0, self._period - (time.monotonic() - started)))
+
+    def start(self) -> LoadHook:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=self._timeout_s + 5)
+
+
+class SandboxEngine:
+    """The policy's actions on a running sandbox: routing.json + Serve's REST API, Prometheus."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        paths: Paths,
+        state: SandboxState,
+        spec: ServiceSpec,
+        log: EventLog,
+        clock: Clock,
+    ) -> None:
+        self.plan, self.paths, self.state, self.spec, self.log = plan, paths, state, spec, log
+        self.clock = clock
+        self.api = ServeApi(state.urls["dashboard"])
+        self.prom = PromQL(state.urls["prometheus"])
+        self._hook: LoadHook | None = None
+
+    # ------------------------------------------------------------------ routing
+
+    def _routing(self) -> Routing:
+        return Routing.read(self.paths.routing)
+
+    def _apply(self, routing: Routing) -> None:
+        routing.write(self.paths.routing)
+        deploy(self.plan, self.paths, self.state, routing)
+
+    def _wait_router(self) -> None:
+        """Until the router replicas run the new `user_config` (an in-place reconfigure)."""
+        name = self.spec.name
+        deadline = self.clock.now() + ROUTER_TIMEOUT_S
+        while self.clock.now() < deadline:
+            apps = self.api.status().get("applications") or {}
+            dep = ((apps.get(name) or {}).get("deployments") or {}).get(ROUTER_DEPLOYMENT) or {}
+            if apps.get(name, {}).get("status") == "RUNNING" and dep.get("status") == "HEALTHY":
+                return
+            self.clock.sleep(0.3)
+        raise SandboxError(
+            f"the {name} router did not apply its new weights within {ROUTER_TIMEOUT_S:g} s"
+        )
+
+    def _url(self, version: str, path: str) -> str:
+        return f"{self.state.urls['serve']}{version_prefix(self.spec.name, version)}{path}"
+
+    # ------------------------------------------------------------------ Engine
+
+    def current(self) -> ServiceRouting:
+        return self._routing().services[self.spec.name]
+
+    def matches(self, status: CanaryStatus) -> bool:
+        if status.last_step_time < self.state.started_at:
+            return False  # saved before this sandbox started: its routing began afresh
+        r = self.current()
+        if (r.stable, r.canary) == (status.canary, None):  # finalised, not yet saved
+            return status.phase is Phase.PROMOTING
+        if r.stable != status.stable:
+            return False
+        if r.canary is None:  # not deployed yet, or already removed
+            return status.phase is Phase.INITIALIZING or status.reason is not None
+        return r.canary == status.canary
+
+    def restore(self, status: CanaryStatus) -> None:
+        analysing = status.phase in {Phase.INITIALIZED, Phase.PROGRESSING, Phase.WAITING}
+        if (
+            analysing
+            and status.reason is None
+            and self.current().canary_weight != status.canary_weight
+        ):
+            self.set_weight(status.canary_weight)
+
+    def initialize(self, status: CanaryStatus) -> str | None:
+        routing = self._routing()
+        r = routing.services[self.spec.name]
+        if r.canary is None:
+            r.canary, r.canary_weight = status.canary, 0
+            r.canary_user_config = status.canary_config
+        self._apply(routing)
+        app = app_name(self.spec.name, status.canary)
+        self.api.wait_running([app], self.plan.settings.ready_timeout_s)
+        self.log("canary_ready", app=app)
+        if not self._smoke(status.canary):
+            return "smoke webhook failed"
+        self._wait_scraped(status.canary)
+        return None
+
+    def _smoke(self, version: str) -> bool:
+        hook = self.spec.canary.webhooks.smoke
+        if hook is None:
+            return True
+        r = hook.request
+        try:
+            resp = requests.request(
+                r.method, self._url(version, r.path), json=r.body, timeout=duration_s(hook.timeout)
+            )
+            ok, detail = 200 <= resp.status_code < 300, f"HTTP {resp.status_code}"
+        except requests.RequestException as err:
+            ok, detail = False, repr(err)
+        self.log("smoke", passed=ok, detail=detail)
+        return ok
+
+    def _wait_scraped(self, version: str) -> None:
+        app = app_name(self.spec.name, version)
+        query = f'count(ray_serve_replica_processing_queries{{application="{app}"}})'
+        deadline = self.clock.now() + self.plan.settings.ready_timeout_s
+        while self.clock.now() < deadline:
+            if self.prom.scalar(query):
+                self.log("metrics_visible", app=app)
+                return
+            self.clock.sleep(1)
+        raise SandboxError(f"Prometheus never saw {app}'s replicas; checks would have no data")
+
+    def set_weight(self, weight: int) -> None:
+        routing = self._routing()
+        routing.services[self.spec.name].canary_weight = weight
+        self._apply(routing)
+        self._wait_router()
+        self.log("weight", canary_weight=weight)
+
+    def run_checks(self, status: CanaryStatus) -> list[CheckResult]:
+        return [run_check(self.prom, self.spec, status.canary, m) for m in self.spec.canary.metrics]
+
+    def promote(self, status: CanaryStatus) -> None:
+        self.set_weight(100)
+        self.clock.sleep(DRAIN_S)
+
+    def finalise(self, status: CanaryStatus) -> None:
+        routing = self._routing()
+        r = routing.services[self.spec.name]
+        if r.canary == status.canary:
+            # The canary's knobs become the stable version's (it keeps serving as configured).
+            r.stable, r.canary, r.canary_weight = status.canary, None, 0
+            r.stable_user_config, r.canary_user_config = r.canary_user_config, {}
+            self._apply(routing)
+        old = app_name(self.spec.name, status.stable)
+        self.api.wait_deleted([old], REMOVE_TIMEOUT_S)
+        self.log("promoted", stable=status.canary, removed=old)
+
+    def roll_back(self, status: CanaryStatus, reason: str) -> None:
+        r = self.current()
+        if r.canary is not None:
+            if r.canary_weight:
+                self.set_weight(0)
+                self.clock.sleep(DRAIN_S)
+            routing = self._routing()
+            r = routing.services[self.spec.name]
+            r.canary, r.canary_weight, r.canary_user_config = None, 0, {}
+            self._apply(routing)
+        removed = app_name(self.spec.name, status.canary)
+        self.api.wait_deleted([removed], REMOVE_TIMEOUT_S)
+        self.log("rolled_back", stable=r.stable, removed=removed, reason=reason)
+
+    def load(self, on: bool, status: CanaryStatus) -> None:
+        hook = self.spec.canary.webhooks.load
+        if hook is None or on == (self._hook is not None):
+            return
+        if self._hook is not None:
+            self._hook.stop()
+            self._hook = None
+        else:
+            self._hook = LoadHook(self._url(status.canary, hook.request.path), hook).start()
