@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import requests
 
+from gantry.canary import Outcome
 from gantry.pools import POOL_LABEL
 from loadtests.timeline import PlatformPoint, append
 
@@ -220,6 +221,10 @@ def ray_nodes_per_pool(doc: dict[str, Any]) -> dict[str, int]:
     return out
 
 
+# The driver's events that end a rollout: its outcomes, and an error (its rollback follows).
+_DRIVER_ENDS = {*Outcome, "error"}
+
+
 def rollout_phase(events: Path, since: float) -> str | None:
     """The sandbox driver's last event since `since`: `promoted`, `rolled_back`, `aborted`,
     `error`, or `progressing` while it runs; None if no rollout started."""
@@ -236,7 +241,7 @@ def rollout_phase(events: Path, since: float) -> str | None:
         if e.get("ts", 0) < since:
             continue
         kind = e.get("event")
-        phase = kind if kind in {"promoted", "rolled_back", "aborted", "error"} else "progressing"
+        phase = kind if kind in _DRIVER_ENDS else "progressing"
     return phase
 
 

@@ -15,8 +15,9 @@ Modules: raycluster.py (head + autoscaler config from the stack's pools), promet
 serving.py (the Serve config: one application per version + one router per service, PUT to
 Serve's REST API), router.py, rollout.py (the driver: a ticker around gantry/canary.py's
 state machine) + canary_engine.py (its actions on the sandbox) + rollout_files.py (its status,
-lock and events) + analysis.py (its PromQL checks), lifecycle.py (up/down/status), procs.py (PIDs and process sessions), state.py, ports.py,
-loopback.py (keeps Serve replicas' gRPC port on 127.0.0.1).
+lock and events) + analysis.py (its PromQL checks), lifecycle.py (up/down/status), procs.py
+(PIDs and process sessions), state.py, ports.py, loopback.py (keeps Serve replicas' gRPC
+port on 127.0.0.1).
 
 For tools that observe a running sandbox (load tests): read `.gantry/sandbox/state.json`
 (`SandboxState` in gantry/sandbox_state.py, so observers need not import the sandbox; another

@@ -17,7 +17,8 @@ from gantry.sandbox_state import SandboxState, app_name
 from gantry.service import LoadHook as LoadHookSpec
 from gantry.service import ServiceSpec, duration_s
 from sandbox.analysis import run_check
-from sandbox.lifecycle import Plan, SandboxError, deploy
+from sandbox.errors import SandboxError
+from sandbox.lifecycle import Plan, deploy
 from sandbox.prometheus import PromQL
 from sandbox.rollout_files import EventLog
 from sandbox.serving import ROUTER_DEPLOYMENT, Routing, ServeApi, ServiceRouting, version_prefix

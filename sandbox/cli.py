@@ -59,7 +59,7 @@ def _plan(stack: str, stack_file: Path | None):  # -> Plan
 @sandbox_app.command()
 def up(stack: Stack = "sandbox", stack_file: StackFile = None, state_dir: StateDir = None) -> None:
     """Start Ray (pools as Ray node types), Prometheus and the services; print the URLs."""
-    from sandbox.lifecycle import SandboxError
+    from sandbox.errors import SandboxError
     from sandbox.lifecycle import up as sandbox_up
 
     paths = _paths(state_dir)
@@ -171,7 +171,8 @@ def rollout(
     """Canary-roll a service in the sandbox, per its service.yaml `canary` policy; run it again
     to resume a rollout whose driver was killed."""
     from gantry.canary import Outcome
-    from sandbox.lifecycle import SandboxError, running_state
+    from sandbox.errors import SandboxError
+    from sandbox.lifecycle import running_state
     from sandbox.rollout import request_pause, running_driver, sandbox_driver
 
     paths = _paths(state_dir)

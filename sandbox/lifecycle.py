@@ -22,22 +22,18 @@ from typing import Any
 import requests
 import yaml
 
-from gantry.errors import GantryError
 from gantry.pools import PoolScheduling, pool_facts
 from gantry.sandbox_state import Proc, SandboxState
 from gantry.service import ServiceSpec, load_services
 from gantry.stack import GantryConfig, SandboxSettings
 from sandbox import ports as portlib
 from sandbox import procs, prometheus, raycluster
+from sandbox.errors import SandboxError
 from sandbox.raycluster import LOOPBACK
 from sandbox.serving import Routing, ServeApi, ServiceRouting, serve_document
 from sandbox.state import Paths
 
 Step = Callable[[str], AbstractContextManager[None]]
-
-
-class SandboxError(GantryError):
-    """An expected failure of the sandbox: one line (and an optional hint) for the user."""
 
 
 @contextlib.contextmanager
@@ -197,7 +193,7 @@ def _up_locked(plan: Plan, paths: Paths, step: Step) -> SandboxState:
             paths.write_state(state)
             try:
                 prometheus.wait_ready(urls["prometheus"], 60)
-            except TimeoutError as err:
+            except SandboxError as err:
                 raise SandboxError(f"{err}; see {log}") from None
         routing = Routing(
             services={n: ServiceRouting(stable=sp.version) for n, sp in plan.specs.items()}
@@ -209,7 +205,7 @@ def _up_locked(plan: Plan, paths: Paths, step: Step) -> SandboxState:
             try:
                 deploy(plan, paths, state, routing)
                 api.wait_running(apps, s.ready_timeout_s)
-            except (RuntimeError, TimeoutError) as err:
+            except SandboxError as err:
                 raise SandboxError(
                     str(err), f"replica logs: {temp_dir}/session_latest/logs/serve"
                 ) from None

@@ -23,6 +23,7 @@ import requests
 import yaml
 
 from gantry import project
+from sandbox.errors import SandboxError
 from sandbox.raycluster import LOOPBACK
 
 INSTALL_HINT = "install it: sudo apt-get install -y prometheus   (or put a `prometheus` on PATH)"
@@ -110,7 +111,7 @@ def wait_ready(url: str, timeout_s: float) -> None:
         except requests.RequestException:
             pass
         time.sleep(0.3)
-    raise TimeoutError(f"Prometheus at {url} not ready after {timeout_s:.0f}s")
+    raise SandboxError(f"Prometheus at {url} not ready after {timeout_s:.0f}s")
 
 
 class PromQL:

@@ -55,7 +55,8 @@ from gantry.errors import GantryError
 from gantry.sandbox_state import SandboxState
 from gantry.service import Canary
 from sandbox.canary_engine import Clock, SandboxEngine
-from sandbox.lifecycle import Plan, SandboxError
+from sandbox.errors import SandboxError
+from sandbox.lifecycle import Plan
 from sandbox.rollout_files import Emit, EventLog, RolloutFiles
 from sandbox.serving import ServiceRouting
 from sandbox.state import Paths
@@ -67,9 +68,9 @@ ABORT_WAIT_S = 300.0
 # The load webhook runs while the canary is analysed (not while paused, nor once a rollback is
 # asked for).
 LOADED_PHASES = {Phase.PROGRESSING}
-# What the Serve API, Prometheus and the network raise when the sandbox does not answer as it
-# should (requests' errors are OSErrors): an expected failure, shown as one line.
-_SANDBOX_FAILURES = (RuntimeError, TimeoutError, OSError)
+# What the network raises when the sandbox does not answer (requests' errors are OSErrors): an
+# expected failure, shown as one line.
+_SANDBOX_FAILURES = (OSError,)
 
 
 class Aborted(Exception):

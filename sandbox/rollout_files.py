@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gantry.canary import CanaryStatus
-from sandbox.lifecycle import SandboxError
+from sandbox.errors import SandboxError
 
 Emit = Callable[[dict[str, Any]], None]
 

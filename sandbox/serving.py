@@ -25,6 +25,7 @@ from gantry.sandbox_state import app_name
 from gantry.service import ServiceSpec
 from gantry.validation import deep_merge
 from sandbox import loopback
+from sandbox.errors import SandboxError
 from sandbox.raycluster import LOOPBACK, pool_resource
 
 ROUTER_IMPORT = "sandbox.router:app"
@@ -203,7 +204,7 @@ class ServeApi:
             problem = f"Serve rejected the config ({r.status_code}): {r.text[:500]}"
             if r.status_code < 500:
                 break
-        raise RuntimeError(problem)
+        raise SandboxError(problem)
 
     def status(self) -> dict[str, Any]:
         r = requests.get(self._url, timeout=10)
@@ -224,14 +225,14 @@ class ServeApi:
             failed = [a for a, s in states.items() if s == "DEPLOY_FAILED"]
             if failed:
                 msg = (last[failed[0]].get("message") or "").strip().splitlines()
-                raise RuntimeError(
+                raise SandboxError(
                     f"Serve app {failed[0]} failed to deploy: {' '.join(msg)[-600:]}"
                 )
             if all(s == "RUNNING" for s in states.values()):
                 return last
             time.sleep(1)
         states = {a: (last.get(a) or {}).get("status") for a in apps}
-        raise TimeoutError(f"Serve apps not RUNNING after {timeout_s:.0f}s: {states}")
+        raise SandboxError(f"Serve apps not RUNNING after {timeout_s:.0f}s: {states}")
 
     def wait_deleted(self, apps: list[str], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -240,4 +241,4 @@ class ServeApi:
             if not any(a in present for a in apps):
                 return
             time.sleep(1)
-        raise TimeoutError(f"Serve apps {apps} still present after {timeout_s:.0f}s")
+        raise SandboxError(f"Serve apps {apps} still present after {timeout_s:.0f}s")

@@ -15,7 +15,7 @@ import pytest
 from gantry.canary import CanaryStatus, CheckResult, Outcome, Phase
 from gantry.service import Canary
 from sandbox.canary_engine import Clock
-from sandbox.lifecycle import SandboxError
+from sandbox.errors import SandboxError
 from sandbox.rollout import Driver
 from sandbox.rollout_files import EventLog, RolloutFiles
 from sandbox.serving import ServiceRouting

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gantry.errors import ConfigError
-from gantry.stack import load_config, load_stack_file
+from gantry.stack import load_config, load_stack_file, read_stack_file
 from sandbox import raycluster
 from sandbox.lifecycle import Plan
 from sandbox.router import RouterConfig
@@ -114,7 +114,7 @@ def test_router_config_rejects_weights_not_summing_to_100() -> None:
 
 
 def test_sandbox_block_is_typed() -> None:
-    base = load_stack_file(REPO / "Pulumi.sandbox.yaml").model_dump(mode="json")
+    base = read_stack_file(REPO / "Pulumi.sandbox.yaml")
     with pytest.raises(ConfigError, match=r"gantry:sandbox\.head_cpuz: unknown key"):
         load_config({**base, "sandbox": {"head_cpuz": 2}})
     with pytest.raises(ConfigError, match=r"gantry:sandbox\.ports\.serve"):
