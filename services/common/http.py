@@ -160,18 +160,25 @@ class ServiceCore:
         """Run the app on one request and collect its whole response."""
         assert self._app is not None, "build_api() first"
         status, content_type, chunks = 500, "application/json", []
+        started = False
 
         async def send(message: Message) -> None:
-            nonlocal status, content_type
+            nonlocal status, content_type, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 for key, value in message.get("headers", []):
                     if key.lower() == b"content-type":
                         content_type = value.decode()
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
 
-        await self._app(scope, receive, send)
+        try:
+            await self._app(scope, receive, send)
+        except Exception:
+            # Starlette re-raises an unhandled error after its handler sent the JSON 500 (so
+            # servers can log it; `crashed` already did): the client gets that body, not Serve's.
+            if not started:
+                raise
         return Reply(status, b"".join(chunks), content_type)
 
 

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from typing import Any
+
 import pytest
+from starlette.requests import Request
+from starlette.responses import Response
 
 from services.common.errors import ApiError, from_validation, kserve_error, openai_error
+from services.common.http import ServiceCore
 from services.common.knobs import Knobs, KnobsError, parse_knobs
 from services.embedder.app import EmbedderKnobs
 
@@ -48,3 +55,36 @@ def test_error_styles() -> None:
     assert openai_error.render(err)["error"]["type"] == "invalid_request_error"
     assert openai_error.render(err)["error"]["param"] == "input"
     assert kserve_error.render(err) == {"error": "input: too many"}
+
+
+def test_an_unhandled_error_answers_the_services_own_500_body() -> None:
+    """A bug in a route: the client gets the service's JSON error (not Serve's generic 500),
+    over HTTP (`serve_http`, the pod path) and over a handle (`forward`, the sandbox's router)."""
+    core = ServiceCore("svc", "v1", "cpu", Knobs(), openai_error)
+    app = core.build_api("test", "a route with a bug")
+
+    @app.post("/boom")
+    async def boom() -> dict[str, str]:
+        raise RuntimeError("a bug")
+
+    core.mark_ready()
+    want = {"error": {"message": "internal error", "type": "server_error", "param": None,
+                      "code": "internal"}}  # fmt: skip
+    reply = asyncio.run(core.forward("POST", "/boom", b"{}", {"content-type": "application/json"}))
+    assert (reply.status, json.loads(reply.body)) == (500, want)
+
+    async def over_http() -> Response:
+        sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            sent = True
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        scope = {"type": "http", "method": "POST", "path": "/boom", "raw_path": b"/boom",
+                 "root_path": "", "query_string": b"", "headers": [], "http_version": "1.1",
+                 "scheme": "http", "server": ("replica", 80), "client": ("test", 0)}  # fmt: skip
+        return await core.serve_http(Request(scope, receive))
+
+    response = asyncio.run(over_http())
+    assert (response.status_code, json.loads(response.body)) == (500, want)
