@@ -5,7 +5,8 @@ Method (see docs/performance.md): one sentence (8-40 words) per request, closed-
 all on the same cores. For each serving setup: throughput, p50, p99 at concurrency 8 and 32, and
 RSS/PSS of the serving process tree after load. Ray runs privately (loopback, free ports, own temp
 dir) via tests/services/raylocal.py and deploys services/embedder/serve.yaml with per-variant
-overrides, exactly as the tests do.
+overrides, exactly as the tests do. `sandbox` is the embedded sandbox's front door instead
+(`gantry sandbox up` with the shipped stack, its own state dir), at concurrency 1 and 32.
 
     .venv/bin/python tests/benchmarks/bench_services.py                 # everything, once
     .venv/bin/python tests/benchmarks/bench_services.py --repeat 2 --duration 20
@@ -346,6 +347,36 @@ def batch_mean(metrics_port: int) -> float | None:
     return requests_ / batches if batches else None
 
 
+def bench_sandbox(duration_s: int, script: Path) -> list[Result]:
+    """The sandbox's front door as a user reaches it: `gantry sandbox up` with the shipped stack
+    (Pulumi.sandbox.yaml, both services), then `<routes.embedder>/v1/embeddings` (Serve's proxy
+    -> the embedder's router -> the stable version's replica). Its own state dir and free ports;
+    stopped afterwards. c=1 for the latency goal, c=32 for throughput."""
+    from gantry.stack import load_stack_file
+    from sandbox import lifecycle, procs
+    from sandbox.state import Paths
+
+    plan = lifecycle.Plan.from_config(load_stack_file(REPO / "Pulumi.sandbox.yaml"))
+    with tempfile.TemporaryDirectory(prefix="gbs-", dir="/tmp") as tmp:
+        paths = Paths(Path(tmp))
+        state = lifecycle.up(plan, paths)
+        try:
+            url = f"{state.routes['embedder']}/v1/embeddings"
+            pids = {p.pid for p in procs.members(state.procs)}
+            wrk(url, 8, 5, script)  # warm-up
+            results = []
+            for conc in (1, 32):
+                r = measure(url, conc, duration_s, script, pids)
+                r.setup, r.notes = "sandbox", {"path": "proxy -> router -> replica"}
+                results.append(r)
+            rss, pss = tree_memory({p.pid for p in procs.members(state.procs)})
+            for r in results:
+                r.rss_mib, r.pss_mib = rss, pss
+            return results
+        finally:
+            lifecycle.down(paths)
+
+
 def bench_naive(workers: int, duration_s: int, script: Path) -> list[Result]:
     (port,) = free_ports(1)
     env = {**os.environ, **LOOPBACK_ENV, "NAIVE_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1"}
@@ -397,6 +428,8 @@ def run_setup(setup: str, duration_s: int, script: Path, workdir: Path) -> list[
         return bench_serve(SERVE_VARIANTS[setup], duration_s, script, workdir)
     if setup.startswith("naive-"):
         return bench_naive(int(setup.split("-")[1]), duration_s, script)
+    if setup == "sandbox":
+        return bench_sandbox(duration_s, script)
     raise ValueError(f"unknown setup {setup!r}")
 
 
@@ -408,8 +441,10 @@ def main() -> None:
         "--only",
         default="bare,"
         + ",".join(n for n, v in SERVE_VARIANTS.items() if not v.opt_in)
-        + ",naive-1,naive-2",
-        help="comma-separated setups: bare, " + ", ".join(SERVE_VARIANTS) + ", naive-1, naive-2",
+        + ",naive-1,naive-2,sandbox",
+        help="comma-separated setups: bare, "
+        + ", ".join(SERVE_VARIANTS)
+        + ", naive-1, naive-2, sandbox (the sandbox's front door)",
     )
     args = parser.parse_args()
     if not shutil.which("wrk"):
