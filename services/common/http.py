@@ -121,65 +121,78 @@ class ServiceCore:
 
     async def serve_http(self, request: Request) -> Response:
         """Answer an HTTP request Serve's proxy passed to the deployment's `__call__`."""
-        reply = await self._run(request.scope, request.receive)
+        assert self._app is not None, "build_api() first"
+        reply = await run_asgi(self._app, request.scope, request.receive)
         return Response(reply.body, status_code=reply.status, media_type=reply.content_type)
 
     async def forward(
         self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
     ) -> Reply:
         """Answer a request a router passed over a DeploymentHandle, as if it came over HTTP."""
-        path, _, query = path.partition("?")
-        raw_headers = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-        raw_headers.append((b"content-length", str(len(body)).encode()))
-        scope: Scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": method.upper(),
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": query.encode(),
-            "headers": raw_headers,
-            "client": ("router", 0),
-            "server": ("replica", 80),
-        }
-        sent = False
-
-        async def receive() -> Message:
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        return await self._run(scope, receive)
-
-    async def _run(self, scope: Scope, receive: Receive) -> Reply:
-        """Run the app on one request and collect its whole response."""
         assert self._app is not None, "build_api() first"
-        status, content_type, chunks = 500, "application/json", []
-        started = False
+        return await replay(self._app, method, path, body, headers)
 
-        async def send(message: Message) -> None:
-            nonlocal status, content_type, started
-            if message["type"] == "http.response.start":
-                status, started = message["status"], True
-                for key, value in message.get("headers", []):
-                    if key.lower() == b"content-type":
-                        content_type = value.decode()
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
 
-        try:
-            await self._app(scope, receive, send)
-        except Exception:
-            # Starlette re-raises an unhandled error after its handler sent the JSON 500 (so
-            # servers can log it; `crashed` already did): the client gets that body, not Serve's.
-            if not started:
-                raise
-        return Reply(status, b"".join(chunks), content_type)
+async def replay(
+    app: ASGIApp,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+) -> Reply:
+    """Run one request, given as its parts (a router's `forward()` call), through an ASGI app."""
+    path, _, query = path.partition("?")
+    raw_headers = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    raw_headers.append((b"content-length", str(len(body)).encode()))
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method.upper(),
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": query.encode(),
+        "headers": raw_headers,
+        "client": ("router", 0),
+        "server": ("replica", 80),
+    }
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return await run_asgi(app, scope, receive)
+
+
+async def run_asgi(app: ASGIApp, scope: Scope, receive: Receive) -> Reply:
+    """Run an ASGI app on one request and collect its whole response."""
+    status, content_type, chunks = 500, "application/json", []
+    started = False
+
+    async def send(message: Message) -> None:
+        nonlocal status, content_type, started
+        if message["type"] == "http.response.start":
+            status, started = message["status"], True
+            for key, value in message.get("headers", []):
+                if key.lower() == b"content-type":
+                    content_type = value.decode()
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    try:
+        await app(scope, receive, send)
+    except Exception:
+        # Starlette re-raises an unhandled error after its handler sent the JSON 500 (so
+        # servers can log it; `crashed` already did): the client gets that body, not Serve's.
+        if not started:
+            raise
+    return Reply(status, b"".join(chunks), content_type)
 
 
 class _InferenceGate:
