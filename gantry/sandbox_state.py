@@ -7,11 +7,13 @@ without importing the sandbox. Field by field, see sandbox/__init__.py.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 DEFAULT_STATE_DIR = Path(".gantry/sandbox")
 STATE_FILE = "state.json"
+ROUTING_FILE = "routing.json"
 
 
 class Proc(BaseModel):
@@ -30,7 +32,7 @@ class SandboxState(BaseModel):
     gcs_address: str
     ports: dict[str, int]  # gcs, dashboard, serve, prometheus, ray_client, metrics, agent, ...
     urls: dict[str, str]  # serve, dashboard, prometheus, serve_api, nodes_api
-    routes: dict[str, str]  # service -> URL prefix of its router
+    routes: dict[str, str]  # service -> its URL prefix at the gateway (`<urls.serve>/<service>`)
     procs: list[Proc]
     started_at: float
     ready: bool = False
@@ -47,3 +49,33 @@ def read_state(state_dir: Path) -> SandboxState | None:
 def app_name(service: str, version: str) -> str:
     """The Serve application that runs one version of a service (e.g. `embedder-v2`)."""
     return f"{service}-{version}"
+
+
+class ServiceRouting(BaseModel):
+    """Which versions of a service run and how traffic is split (state in routing.json)."""
+
+    stable: str  # version serving (100 - canary_weight) % of traffic
+    canary: str | None = None  # version under analysis, if a rollout runs
+    canary_weight: int = Field(0, ge=0, le=100)  # percent
+    # Merged over each version's serve.yaml user_config, e.g. {"faults": {"error_rate": 0.5}}
+    # (test-only) from `gantry rollout --user-config`; a promoted canary keeps its own.
+    canary_user_config: dict[str, Any] = {}
+    stable_user_config: dict[str, Any] = {}
+
+
+class Routing(BaseModel):
+    services: dict[str, ServiceRouting]
+
+    @classmethod
+    def read(cls, path: Path) -> Routing:
+        return cls.model_validate_json(path.read_text())
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(self.model_dump_json(indent=2) + "\n")
+        tmp.replace(path)
+
+
+def read_routing(state_dir: Path) -> Routing:
+    """Which versions of each service serve, and the canary weights (`routing.json`)."""
+    return Routing.read(state_dir / ROUTING_FILE)

@@ -218,6 +218,12 @@ class ScaleBehaviour(_Model):
         return self
 
 
+# Seconds of in-flight samples Serve's autoscaler averages in the sandbox (Serve's default: 30).
+# The HPA acts on the metric as the adapter serves it now; a 30 s mean would make the sandbox
+# decide a step's scale-out ~15 s late.
+SANDBOX_METRIC_WINDOW_S = 10.0
+
+
 class Autoscaling(_Model):
     """Replica autoscaling: pods on Kubernetes (HPA), Serve replicas in the sandbox."""
 
@@ -541,6 +547,7 @@ class ServiceSpec(_Model):
             "target_ongoing_requests": a.target_in_flight,
             "upscale_delay_s": a.scale_up.stabilization_s,
             "downscale_delay_s": a.scale_down.stabilization_s,
+            "look_back_period_s": SANDBOX_METRIC_WINDOW_S,
         }
 
 

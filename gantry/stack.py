@@ -104,7 +104,7 @@ class ServiceEntry(StrictModel):
 class SandboxPorts(StrictModel):
     """Loopback ports of the embedded sandbox; 0 picks a free port at `gantry sandbox up`."""
 
-    serve: Annotated[int, Field(ge=0, le=65535)] = 0  # Ray Serve HTTP proxy
+    serve: Annotated[int, Field(ge=0, le=65535)] = 0  # the gateway (HAProxy) users reach
     dashboard: Annotated[int, Field(ge=0, le=65535)] = 0  # Ray dashboard + Serve REST API
     prometheus: Annotated[int, Field(ge=0, le=65535)] = 0
 

@@ -49,14 +49,18 @@ def reference_points(samples: list[Sample]) -> Points:
     return Points(rise=rise, end=end, baseline=baseline)
 
 
-def evaluate(exp: Expectations, samples: list[Sample], failures: int) -> list[Check]:
-    """One Check per expectation set in `exp` (in a stable order)."""
+def evaluate(
+    exp: Expectations, samples: list[Sample], failures: int, slo_p99_ms: float | None = None
+) -> list[Check]:
+    """One Check per expectation set in `exp` (in a stable order); `slo_p99_ms`: the service's
+    p99 latency SLO, the bound of `p99_within_slo`."""
     pts = reference_points(samples)
     checks: list[Check] = []
     evaluators: list[tuple[object, Callable[[], Check]]] = [
+        (exp.scale_out_decided_within_s, lambda: _scale_out_decided(exp, samples, pts)),
         (exp.scale_out_within_s, lambda: _scale_out(exp, samples, pts)),
         (exp.max_replicas_reached, lambda: _max_replicas(exp, samples)),
-        (exp.p95_ms_under, lambda: _p95(exp, samples, pts)),
+        (exp.p99_within_slo or None, lambda: _p99(exp, samples, pts, slo_p99_ms)),
         (exp.scale_in_within_s, lambda: _scale_in(exp, samples, pts)),
         (exp.failed_requests, lambda: _failed(exp, failures)),
         (exp.rollout, lambda: _rollout(exp, samples)),
@@ -69,6 +73,26 @@ def evaluate(exp: Expectations, samples: list[Sample], failures: int) -> list[Ch
 
 def _no_data(name: str, expected: str, why: str) -> Check:
     return Check(name=name, expected=expected, measured=None, passed=False, detail=why)
+
+
+def _scale_out_decided(exp: Expectations, samples: list[Sample], pts: Points) -> Check:
+    limit = exp.scale_out_decided_within_s
+    expected = f"<= {limit:g} s after the load rose"
+    name = "scale_out_decided_within_s"
+    if pts.rise is None or pts.baseline is None or not any(s.desired for s in samples):
+        return _no_data(name, expected, "no load data, or the autoscaler's wish was not observed")
+    for s in samples:
+        if s.t >= pts.rise and s.desired is not None and s.desired > pts.baseline:
+            took = float(s.t - pts.rise)
+            detail = f"wanted {s.desired} replicas at t={s.t}s"
+            return Check(
+                name=name,
+                expected=expected,
+                measured=took,
+                passed=took <= (limit or 0),
+                detail=detail,
+            )
+    return _no_data(name, expected, f"never wanted more than {pts.baseline} replicas")
 
 
 def _scale_out(exp: Expectations, samples: list[Sample], pts: Points) -> Check:
@@ -102,40 +126,41 @@ def _max_replicas(exp: Expectations, samples: list[Sample]) -> Check:
     )
 
 
-def _p95(exp: Expectations, samples: list[Sample], pts: Points) -> Check:
-    bound = exp.p95_ms_under or 0.0
+def _p99(exp: Expectations, samples: list[Sample], pts: Points, bound: float | None) -> Check:
+    name = "p99_within_slo"
+    if bound is None:
+        return _no_data(name, "< the service's SLO", "the service's p99 SLO is not known")
     loaded = [
         s
         for s in samples
         if pts.rise is not None and pts.end is not None and pts.rise <= s.t < pts.end
-        if s.p95_ms is not None
+        if s.p99_ms is not None
     ]
     if not loaded:
-        return _no_data("p95_ms_under", f"< {bound:g} ms", "no latency data under load")
+        return _no_data(name, f"< {bound:g} ms", "no latency data under load")
+    worst = max(s.p99_ms or 0.0 for s in loaded)
     if exp.recover_within_s is None:
-        worst = max(s.p95_ms or 0.0 for s in loaded)
         return Check(
-            name="p95_ms_under",
+            name=name,
             expected=f"< {bound:g} ms throughout the load",
             measured=round(worst, 1),
             passed=worst < bound,
         )
-    # The recovery point: from there on, p95 stays under the bound until the load ends.
+    # The recovery point: from there on, p99 stays under the bound until the load ends.
     recovered_at = None
     for s in reversed(loaded):
-        if (s.p95_ms or 0.0) >= bound:
+        if (s.p99_ms or 0.0) >= bound:
             break
         recovered_at = s.t
     expected = f"< {bound:g} ms within {exp.recover_within_s:g} s"
     if recovered_at is None:
-        last = loaded[-1].p95_ms or 0.0
+        last = loaded[-1].p99_ms or 0.0
         return _no_data(
-            "p95_ms_under", expected, f"never recovered: p95 {last:.0f} ms at the end of the load"
+            name, expected, f"never recovered: p99 {last:.0f} ms at the end of the load"
         )
     took = float(recovered_at - (pts.rise or 0))
-    worst = max(s.p95_ms or 0.0 for s in loaded)
     return Check(
-        name="p95_ms_under",
+        name=name,
         expected=expected,
         measured=took,
         passed=took <= exp.recover_within_s,

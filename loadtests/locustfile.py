@@ -2,7 +2,7 @@
 GANTRY_LOADTEST_RUN pointing at the run's spec; never import ray, requests or httpx here.
 
 Besides Locust's own HTML/CSV it writes, once a second, one `LoadPoint` line to
-`load.jsonl` (users, requests, failures, sliding-window p50/p95), and it ends the run with a
+`load.jsonl` (users, requests, failures, sliding-window p50/p95/p99), and it ends the run with a
 reason in `abort.json` when the target stops answering or mostly fails.
 """
 
@@ -70,12 +70,12 @@ class Recorder:
         lat = sorted(
             x for s, _, _, xs in self.window if s > sec - SCENARIO.latency_window_s for x in xs
         )
-        p50 = p95 = None
+        p50 = p95 = p99 = None
         if len(lat) >= 2:
             cuts = quantiles(lat, n=100, method="inclusive")
-            p50, p95 = cuts[49], cuts[94]
+            p50, p95, p99 = cuts[49], cuts[94], cuts[98]
         elif lat:
-            p50 = p95 = lat[0]
+            p50 = p95 = p99 = lat[0]
         runner = self.env.runner
         append(
             OUT / "load.jsonl",
@@ -86,6 +86,7 @@ class Recorder:
                 failures=self.failures,
                 p50_ms=p50,
                 p95_ms=p95,
+                p99_ms=p99,
             ),
         )
         self.requests = self.failures = 0

@@ -18,6 +18,7 @@ import requests
 
 from gantry.canary import Outcome
 from gantry.pools import POOL_LABEL
+from gantry.sandbox_state import Routing, app_name, read_routing
 from loadtests.timeline import PlatformPoint, append
 
 # Per request to Ray's REST APIs: a sample that cannot answer in this is recorded as an error.
@@ -131,13 +132,13 @@ def nodes_per_pool(nodes: list[Any]) -> dict[str, int]:
 
 
 class SandboxObserver:
-    """Ray Serve's REST API (running replicas per version, the router's weights) and Ray's node
-    list (alive nodes per pool) of the running sandbox; the rollout phase from the driver's
-    event log (`<state>/rollouts/<service>.jsonl`), counting only events of this run.
+    """Ray Serve's REST API (running replicas per version), the gateway's weights
+    (`routing.json`) and Ray's node list (alive nodes per pool) of the running sandbox; the
+    rollout phase from the driver's event log (`<state>/rollouts/<service>.jsonl`), counting
+    only events of this run.
 
-    The sandbox runs each version as the Serve application `<service>-<version>` and the
-    service's router as the application `<service>`, whose `user_config.routes` lists each
-    version's application with its weight in percent (sandbox/serving.py, router.py).
+    The sandbox runs each version as the Serve application `<service>-<version>`; its gateway
+    splits the service's traffic between them as `routing.json` says (sandbox/gateway.py).
     """
 
     def __init__(self, state: Any, service: str, state_dir: Path) -> None:
@@ -145,7 +146,8 @@ class SandboxObserver:
         self.service = service
         self.serve_api: str = state.urls["serve_api"]
         self.nodes_api: str = state.urls["nodes_api"]
-        self.events = Path(state_dir) / "rollouts" / f"{service}.jsonl"
+        self.state_dir = Path(state_dir)
+        self.events = self.state_dir / "rollouts" / f"{service}.jsonl"
         self.since = time.time()
         self.client = requests.Session()
 
@@ -153,9 +155,10 @@ class SandboxObserver:
         ts = time.time()
         try:
             apps = get_json(self.client, self.serve_api, SAMPLE_TIMEOUT_S)
-            replicas, weights = serve_replicas_and_weights(apps, self.service)
+            replicas = serve_replicas(apps, self.service)
+            weights = routing_weights(read_routing(self.state_dir), self.service)
             nodes = ray_nodes_per_pool(get_json(self.client, self.nodes_api, SAMPLE_TIMEOUT_S))
-        except (requests.RequestException, ValueError, KeyError, TypeError) as err:
+        except (requests.RequestException, OSError, ValueError, KeyError, TypeError) as err:
             return PlatformPoint(ts=ts, error=f"{type(err).__name__}: {err}"[:200])
         phase = rollout_phase(self.events, self.since)
         return PlatformPoint(
@@ -168,16 +171,11 @@ class SandboxObserver:
         )
 
 
-def serve_replicas_and_weights(
-    doc: dict[str, Any], service: str
-) -> tuple[dict[str, int], dict[str, float]]:
-    """From `GET /api/serve/applications/`: RUNNING replicas per version, weights per version."""
-    from gantry.sandbox_state import app_name
-
-    apps: dict[str, Any] = doc.get("applications") or {}
+def serve_replicas(doc: dict[str, Any], service: str) -> dict[str, int]:
+    """From `GET /api/serve/applications/`: RUNNING replicas per version."""
     prefix = app_name(service, "")
     replicas: dict[str, int] = {}
-    for name, app in apps.items():
+    for name, app in (doc.get("applications") or {}).items():
         if not name.startswith(prefix):
             continue
         running = sum(
@@ -187,19 +185,21 @@ def serve_replicas_and_weights(
             if r.get("state") == "RUNNING"
         )
         replicas[name.removeprefix(prefix)] = running
-    weights: dict[str, float] = {}
-    for dep in ((apps.get(service) or {}).get("deployments") or {}).values():
-        user_config = (dep.get("deployment_config") or {}).get("user_config") or {}
-        # RouterConfig (sandbox/router.py): routes: [{app, deployment, weight}]
-        for route in user_config.get("routes") or []:
-            weights[route["app"].removeprefix(prefix)] = float(route["weight"])
-    return replicas, weights
+    return replicas
+
+
+def routing_weights(routing: Routing, service: str) -> dict[str, float]:
+    """Percent of the service's traffic per version, as the gateway splits it."""
+    r = routing.services.get(service)
+    if r is None:
+        return {}
+    if r.canary is None:
+        return {r.stable: 100.0}
+    return {r.stable: 100.0 - r.canary_weight, r.canary: float(r.canary_weight)}
 
 
 def serve_desired(doc: dict[str, Any], service: str) -> int | None:
     """Replicas Serve's autoscaler wants across the service's versions (`target_num_replicas`)."""
-    from gantry.sandbox_state import app_name
-
     prefix = app_name(service, "")
     wanted = [
         dep.get("target_num_replicas")

@@ -77,7 +77,7 @@ def plot_timeline(
     path: Path,
     samples: list[Sample],
     title: str,
-    p95_bound_ms: float | None = None,
+    slo_p99_ms: float | None = None,
     rollout_at_s: float | None = None,
 ) -> Path:
     """RPS, latency, replicas per version, traffic weights and nodes per pool over one time axis."""
@@ -95,8 +95,9 @@ def plot_timeline(
 
     ax_lat.plot(t, [_val(s.p50_ms) for s in samples], label="p50")
     ax_lat.plot(t, [_val(s.p95_ms) for s in samples], label="p95")
-    if p95_bound_ms:
-        ax_lat.axhline(p95_bound_ms, color="tab:red", ls=":", label=f"p95 bound {p95_bound_ms:g}")
+    ax_lat.plot(t, [_val(s.p99_ms) for s in samples], label="p99")
+    if slo_p99_ms:
+        ax_lat.axhline(slo_p99_ms, color="tab:red", ls=":", label=f"p99 SLO {slo_p99_ms:g}")
     ax_lat.set_ylabel("latency (ms)")
 
     for key, ys in _series(samples, "replicas").items():

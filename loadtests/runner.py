@@ -26,6 +26,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gantry.errors import PrerequisiteError
 from gantry.sandbox_state import SandboxState, read_state
+from gantry.service import load_service
 from loadtests import payloads
 from loadtests.expectations import evaluate
 from loadtests.observers import NullObserver, Observer, Sampler, SandboxObserver
@@ -248,8 +249,8 @@ def _status(out: Path, latest: PlatformPoint | None) -> str:
     parts = []
     if points:
         p = points[0]
-        p95 = f"{p.p95_ms:.0f} ms" if p.p95_ms is not None else "—"
-        parts.append(f"users {p.users} · {p.requests} req/s · {p.failures} failed/s · p95 {p95}")
+        p99 = f"{p.p99_ms:.0f} ms" if p.p99_ms is not None else "—"
+        parts.append(f"users {p.users} · {p.requests} req/s · {p.failures} failed/s · p99 {p99}")
     if latest is not None and latest.error is None:
         parts.append(f"replicas {dict(latest.replicas)}")
         if latest.phase:
@@ -277,7 +278,8 @@ def _finish(run: _Run) -> Summary:
     write_timeline(out / "timeline.jsonl", samples)
     requests = sum(p.requests for p in load)
     failures = sum(p.failures for p in load)
-    checks = evaluate(scenario.expectations, samples, failures)
+    slo_p99_ms = load_service(scenario.service).slo.p99_latency_ms
+    checks = evaluate(scenario.expectations, samples, failures, slo_p99_ms)
     aborted = run.aborted or (None if requests else "no request completed")
     summary = Summary(
         scenario=scenario.name,
@@ -297,7 +299,7 @@ def _finish(run: _Run) -> Summary:
         out / "timeline.png",
         samples,
         title=f"{scenario.name}: {'PASSED' if summary.passed else 'FAILED'}",
-        p95_bound_ms=scenario.expectations.p95_ms_under,
+        slo_p99_ms=slo_p99_ms,
         rollout_at_s=summary.rollout_started_at_s,
     )
     reports = ("timeline.png", "timeline.jsonl", "locust.html", "locust_stats.csv", "rollout.log")

@@ -63,8 +63,12 @@ class Expectations(_Model):
     """Replicas exceed their starting count within this long after users first rise."""
     max_replicas_reached: Annotated[int, Field(ge=1)] | None = None
     """The highest replica count seen is at least this."""
-    p95_ms_under: Annotated[float, Field(gt=0)] | None = None
-    """p95 latency (sliding window) must come back under this bound..."""
+    scale_out_decided_within_s: Annotated[float, Field(gt=0)] | None = None
+    """The autoscaler wants more replicas than at the start within this long after users
+    first rise (the decision; `scale_out_within_s` is the new replica serving)."""
+    p99_within_slo: bool | None = None
+    """p99 latency (sliding window) must stay under the service's own SLO
+    (`slo.p99_latency_ms` in services/<name>/service.yaml)..."""
     recover_within_s: Annotated[float, Field(gt=0)] | None = None
     """...within this long after users first rise, and stay under it while load lasts."""
     scale_in_within_s: Annotated[float, Field(gt=0)] | None = None
@@ -77,8 +81,8 @@ class Expectations(_Model):
     @field_validator("recover_within_s")
     @classmethod
     def _needs_bound(cls, v: float | None, info: ValidationInfo) -> float | None:
-        if v is not None and info.data.get("p95_ms_under") is None:
-            raise ValueError("recover_within_s needs p95_ms_under")
+        if v is not None and not info.data.get("p99_within_slo"):
+            raise ValueError("recover_within_s needs p99_within_slo")
         return v
 
 
@@ -108,7 +112,7 @@ class Scenario(_Model):
     """Keep observing this long after the load ended (for scale-in), in s; ends early once
     replicas are back to their starting count and any rollout finished."""
     latency_window_s: Annotated[float, Field(gt=0, le=60)] = 5.0
-    """Width of the sliding window the timeline's p50/p95 are computed over, in s."""
+    """Width of the sliding window the timeline's p50/p95/p99 are computed over, in s."""
 
     @field_validator("target")
     @classmethod

@@ -27,6 +27,7 @@ class LoadPoint(BaseModel):
     failures: int
     p50_ms: float | None = None  # over the sliding latency window
     p95_ms: float | None = None
+    p99_ms: float | None = None
 
 
 class PlatformPoint(BaseModel):
@@ -52,6 +53,7 @@ class Sample(BaseModel):
     fail_rps: float | None = None
     p50_ms: float | None = None
     p95_ms: float | None = None
+    p99_ms: float | None = None
     replicas: dict[str, int] | None = None
     desired: int | None = None
     weights: dict[str, float] | None = None
@@ -93,7 +95,7 @@ def merge(load: Iterable[LoadPoint], platform: Iterable[PlatformPoint], t0: floa
     for p in load:
         if (s := row(p.ts)) is not None:
             s.users, s.rps, s.fail_rps = p.users, float(p.requests), float(p.failures)
-            s.p50_ms, s.p95_ms = p.p50_ms, p.p95_ms
+            s.p50_ms, s.p95_ms, s.p99_ms = p.p50_ms, p.p95_ms, p.p99_ms
     for q in platform:
         if q.error is None and (s := row(q.ts)) is not None:
             s.replicas, s.desired, s.weights = dict(q.replicas), q.desired, dict(q.weights)

@@ -1,5 +1,5 @@
-"""The canary policy's actions on a running sandbox (`SandboxEngine`): routing.json and Serve's
-REST API for the weights and applications, Prometheus for the checks, the smoke and load
+"""The canary policy's actions on a running sandbox (`SandboxEngine`): routing.json, the gateway's
+weights and Serve's REST API for the applications, Prometheus for the checks, the smoke and load
 webhooks. What each action means: sandbox/rollout.py."""
 
 from __future__ import annotations
@@ -13,21 +13,20 @@ from dataclasses import dataclass
 import requests
 
 from gantry.canary import CanaryStatus, CheckResult, Phase
-from gantry.sandbox_state import SandboxState, app_name
+from gantry.sandbox_state import Routing, SandboxState, ServiceRouting, app_name
 from gantry.service import LoadHook as LoadHookSpec
 from gantry.service import ServiceSpec, duration_s
 from sandbox.analysis import run_check
 from sandbox.errors import SandboxError
-from sandbox.lifecycle import Plan, deploy
+from sandbox.lifecycle import Plan, apply_routing
 from sandbox.prometheus import PromQL
 from sandbox.rollout_files import EventLog
-from sandbox.serving import ROUTER_DEPLOYMENT, Routing, ServeApi, ServiceRouting, version_prefix
+from sandbox.serving import ServeApi, version_prefix
 from sandbox.state import Paths
 
-# Seconds for in-flight requests of a version to finish after the router stopped choosing it.
+# Seconds for in-flight requests of a version to finish after the gateway stopped choosing it.
 DRAIN_S = 2.0
-# Seconds the router replicas get to apply new weights; a removed application to go.
-ROUTER_TIMEOUT_S = 60.0
+# Seconds a removed application gets to go.
 REMOVE_TIMEOUT_S = 120.0
 
 
@@ -74,7 +73,7 @@ class LoadHook:
 
 
 class SandboxEngine:
-    """The policy's actions on a running sandbox: routing.json + Serve's REST API, Prometheus."""
+    """The policy's actions on a running sandbox: routing.json, the gateway, Serve, Prometheus."""
 
     def __init__(
         self,
@@ -97,22 +96,7 @@ class SandboxEngine:
         return Routing.read(self.paths.routing)
 
     def _apply(self, routing: Routing) -> None:
-        routing.write(self.paths.routing)
-        deploy(self.plan, self.paths, self.state, routing)
-
-    def _wait_router(self) -> None:
-        """Until the router replicas run the new `user_config` (an in-place reconfigure)."""
-        name = self.spec.name
-        deadline = self.clock.now() + ROUTER_TIMEOUT_S
-        while self.clock.now() < deadline:
-            apps = self.api.status().get("applications") or {}
-            dep = ((apps.get(name) or {}).get("deployments") or {}).get(ROUTER_DEPLOYMENT) or {}
-            if apps.get(name, {}).get("status") == "RUNNING" and dep.get("status") == "HEALTHY":
-                return
-            self.clock.sleep(0.3)
-        raise SandboxError(
-            f"the {name} router did not apply its new weights within {ROUTER_TIMEOUT_S:g} s"
-        )
+        apply_routing(self.plan, self.paths, self.state, routing)
 
     def _url(self, version: str, path: str) -> str:
         return f"{self.state.urls['serve']}{version_prefix(self.spec.name, version)}{path}"
@@ -187,8 +171,7 @@ class SandboxEngine:
     def set_weight(self, weight: int) -> None:
         routing = self._routing()
         routing.services[self.spec.name].canary_weight = weight
-        self._apply(routing)
-        self._wait_router()
+        self._apply(routing)  # in place at the gateway: the next request sees it
         self.log("weight", canary_weight=weight)
 
     def run_checks(self, status: CanaryStatus) -> list[CheckResult]:

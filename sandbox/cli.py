@@ -73,7 +73,8 @@ def up(stack: Stack = "sandbox", stack_file: StackFile = None, state_dir: StateD
     table = Table(title="Gantry sandbox is up", show_header=False, title_justify="left")
     for name, url in state.routes.items():
         table.add_row(f"service {name}", url)
-    table.add_row("Ray Serve (HTTP proxy)", state.urls["serve"])
+    table.add_row("gateway (HAProxy)", state.urls["serve"])
+    table.add_row("Ray Serve (HTTP proxy)", state.urls["serve_proxy"])
     table.add_row("Ray dashboard", state.urls["dashboard"])
     table.add_row("Prometheus", state.urls["prometheus"])
     table.add_row("state file", str(paths.state_file))
@@ -89,7 +90,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     state_dir: StateDir = None,
 ) -> None:
-    """Processes, URLs, Serve applications (replicas per version), router weights, pool nodes."""
+    """Processes, URLs, Serve applications (replicas per version), canary weights, pool nodes."""
     from sandbox.lifecycle import status as sandbox_status
 
     info = sandbox_status(_paths(state_dir))
@@ -117,7 +118,7 @@ def _print_status(info: dict[str, Any]) -> None:
         split = f"{r['stable']} {100 - r['canary_weight']} %"
         if r.get("canary"):
             split += f", {r['canary']} {r['canary_weight']} %"
-        console.print(f"  router {svc}: {split}")
+        console.print(f"  gateway {svc}: {split}")
     console.print(f"  nodes per pool: {info.get('nodes', {})}")
 
 

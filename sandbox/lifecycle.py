@@ -1,7 +1,8 @@
 """`up`, `down` and `status` of the embedded sandbox (the CLI in cli.py only presents them).
 
 `up`: Ray head (the cpu pool) with the autoscaler config for the other pools -> Prometheus ->
-the services' Serve applications and routers -> readiness through each router. PIDs are
+the gateway (HAProxy: each service's weighted split, gateway.py) -> the services' Serve
+applications -> readiness through the gateway. PIDs are
 recorded in `state.json` as soon as a process starts, and a failed `up` stops what it started,
 so no step leaves an orphan. `down` stops exactly the recorded processes and their sessions.
 """
@@ -23,14 +24,14 @@ import requests
 import yaml
 
 from gantry.pools import PoolScheduling, pool_facts
-from gantry.sandbox_state import Proc, SandboxState
+from gantry.sandbox_state import Proc, Routing, SandboxState, ServiceRouting
 from gantry.service import ServiceSpec, load_services
 from gantry.stack import GantryConfig, SandboxSettings
+from sandbox import gateway, procs, prometheus, raycluster
 from sandbox import ports as portlib
-from sandbox import procs, prometheus, raycluster
 from sandbox.errors import SandboxError
 from sandbox.raycluster import LOOPBACK
-from sandbox.serving import Routing, ServeApi, ServiceRouting, serve_document
+from sandbox.serving import ServeApi, request_timeout_s, serve_document
 from sandbox.state import Paths
 
 Step = Callable[[str], AbstractContextManager[None]]
@@ -57,7 +58,7 @@ class Plan:
         return cls(cfg.sandbox, pools, raycluster.head_pool(pools), specs)
 
     def serve_document(self, routing: Routing, serve_port: int) -> dict[str, Any]:
-        return serve_document(self.specs, routing, self.pools, self.head, serve_port)
+        return serve_document(self.specs, routing, self.pools, serve_port)
 
 
 def running_state(paths: Paths) -> SandboxState | None:
@@ -117,11 +118,15 @@ def _up_locked(plan: Plan, paths: Paths, step: Step) -> SandboxState:
     prom_bin = prometheus.binary()
     if prom_bin is None:
         raise SandboxError("`prometheus` is not installed (not on PATH)", prometheus.INSTALL_HINT)
+    haproxy_bin = gateway.binary()
+    if haproxy_bin is None:
+        raise SandboxError("HAProxy (the sandbox's gateway) is not installed", gateway.INSTALL_HINT)
     s = plan.settings
     try:
         ports = portlib.allocate(
             {
-                "serve": s.ports.serve,
+                "serve": s.ports.serve,  # the gateway: what users and load tests reach
+                "serve_proxy": 0,  # Serve's own HTTP proxy, behind the gateway
                 "dashboard": s.ports.dashboard,
                 "prometheus": s.ports.prometheus,
                 "gcs": 0,
@@ -141,6 +146,7 @@ def _up_locked(plan: Plan, paths: Paths, step: Step) -> SandboxState:
     gcs = f"{LOOPBACK}:{ports['gcs']}"
     urls = {
         "serve": f"http://{LOOPBACK}:{ports['serve']}",
+        "serve_proxy": f"http://{LOOPBACK}:{ports['serve_proxy']}",
         "dashboard": f"http://{LOOPBACK}:{ports['dashboard']}",
         "prometheus": f"http://{LOOPBACK}:{ports['prometheus']}",
         "serve_api": f"http://{LOOPBACK}:{ports['dashboard']}/api/serve/applications/",
@@ -199,8 +205,17 @@ def _up_locked(plan: Plan, paths: Paths, step: Step) -> SandboxState:
             services={n: ServiceRouting(stable=sp.version) for n, sp in plan.specs.items()}
         )
         routing.write(paths.routing)
+        with step(f"Gateway (HAProxy) on {urls['serve']}"):
+            gw = paths.gateway
+            timeout = request_timeout_s(plan.specs) or 30
+            gw.write(routing, ports["serve"], ports["serve_proxy"], timeout)
+            gw.check(haproxy_bin)
+            log = paths.logs / "gateway.log"
+            state.procs.append(procs.start("gateway", gw.argv(haproxy_bin), {}, log))
+            paths.write_state(state)
+            gw.wait_ready(30, f"see {log}")
         api = ServeApi(urls["dashboard"])
-        apps = [a["name"] for a in plan.serve_document(routing, ports["serve"])["applications"]]
+        apps = [a["name"] for a in plan.serve_document(routing, 0)["applications"]]
         with step(f"Serve applications {apps}"):
             try:
                 deploy(plan, paths, state, routing)
@@ -209,7 +224,7 @@ def _up_locked(plan: Plan, paths: Paths, step: Step) -> SandboxState:
                 raise SandboxError(
                     str(err), f"replica logs: {temp_dir}/session_latest/logs/serve"
                 ) from None
-        with step("Services ready (model loaded, warm-up passed) through their routers"):
+        with step("Services ready (model loaded, warm-up passed) through the gateway"):
             for name, spec in plan.specs.items():
                 url = f"{state.routes[name]}{spec.serve.readiness_path}"
                 _wait_http(url, s.ready_timeout_s, f"{name}'s readiness ({url})")
@@ -235,11 +250,26 @@ def _wait_autoscaler(dashboard: str, timeout_s: float, log: Path) -> None:
     raise SandboxError(f"Ray's autoscaler did not report within {timeout_s:.0f}s; see {log}")
 
 
-def deploy(plan: Plan, paths: Paths, state: SandboxState, routing: Routing) -> None:
-    """PUT the Serve config for `routing` (declarative: Serve applies only what changed)."""
-    document = plan.serve_document(routing, state.ports["serve"])
-    paths.serve_config.write_text(json.dumps(document, indent=2) + "\n")
+def deploy(
+    plan: Plan, paths: Paths, state: SandboxState, routing: Routing, if_changed: bool = False
+) -> None:
+    """PUT the Serve config for `routing` (declarative: Serve applies only what changed);
+    `if_changed`: not when it equals the last one PUT (`serve-config.json`)."""
+    document = plan.serve_document(routing, state.ports["serve_proxy"])
+    text = json.dumps(document, indent=2) + "\n"
+    if if_changed and paths.serve_config.exists() and paths.serve_config.read_text() == text:
+        return
+    paths.serve_config.write_text(text)
     ServeApi(state.urls["dashboard"]).deploy(document)
+
+
+def apply_routing(plan: Plan, paths: Paths, state: SandboxState, routing: Routing) -> None:
+    """Route as `routing` says: `routing.json`, the gateway's maps (in place), then Serve's
+    applications if they changed (a weight step changes none). The gateway goes first, so it has
+    stopped choosing a version by the time Serve removes it."""
+    routing.write(paths.routing)
+    paths.gateway.apply(routing)
+    deploy(plan, paths, state, routing, if_changed=True)
 
 
 def down(paths: Paths) -> int:
@@ -273,6 +303,8 @@ def status(paths: Paths) -> dict[str, Any]:
         return out
     with contextlib.suppress(Exception):
         out["routing"] = Routing.read(paths.routing).model_dump()["services"]
+    with contextlib.suppress(SandboxError):
+        out["gateway"] = paths.gateway.routes()  # what HAProxy routes by, read from its memory
     with contextlib.suppress(requests.RequestException, ValueError):
         out["applications"] = serve_summary(ServeApi(state.urls["dashboard"]).status())
     with contextlib.suppress(requests.RequestException, ValueError, KeyError):

@@ -9,12 +9,13 @@ policy does (phases, when to step, count a failure, promote or roll back, pause)
   weight 0 and wait for it; the smoke webhook (one real request straight to the canary must
   answer 2xx, else roll back); then wait until Prometheus scrapes the canary's replicas (a new
   pool node's exporter is slow, and checks before that would fail for no fault of the canary's);
-- SET_WEIGHT: the router's weight, changed in place (router `user_config`); PROMOTE: 100 %;
+- SET_WEIGHT: the canary's weight at the gateway, changed in place (sandbox/gateway.py);
+  PROMOTE: 100 %;
 - RUN_CHECKS: each metric check as PromQL (sandbox/analysis.py; no data fails), while the load
   webhook sends traffic straight to the canary (from the first step until the analysis ends);
 - FINALISE: the canary becomes the stable version and the old version's application is removed;
 - ROLL_BACK: 0 % to the canary, then its application is removed.
-An application is only removed once the router stopped sending it traffic (`DRAIN_S`), so no
+An application is only removed once the gateway stopped sending it traffic (`DRAIN_S`), so no
 request is dropped.
 
 Resume: after each action the driver saves the status atomically to
@@ -52,13 +53,12 @@ from typing import Any, Protocol
 from gantry import canary
 from gantry.canary import Action, CanaryStatus, CheckResult, Do, Outcome, Phase
 from gantry.errors import GantryError
-from gantry.sandbox_state import SandboxState
+from gantry.sandbox_state import SandboxState, ServiceRouting
 from gantry.service import Canary
 from sandbox.canary_engine import Clock, SandboxEngine
 from sandbox.errors import SandboxError
 from sandbox.lifecycle import Plan
 from sandbox.rollout_files import Emit, EventLog, RolloutFiles
-from sandbox.serving import ServiceRouting
 from sandbox.state import Paths
 
 # Longest sleep between two ticks: a pause or resume is noticed within it.

@@ -1,75 +1,40 @@
 """The sandbox's Serve applications, written as one declarative Serve config.
 
-Per service: one application per running version (`<service>-<version>`, built from the
-service's own `serve.yaml`, with its `autoscaling` block mapped onto Serve's replica autoscaler
-and its pool onto `ray_actor_options`) and one router application (`<service>`, route prefix
-`/<service>`) that splits traffic between them by weight (sandbox/router.py). The whole
-config is PUT to Serve's REST API (`/api/serve/applications/`, the same call `serve deploy`
-makes); Serve applies only the difference, so a weight change is an in-place `user_config`
-update of the router.
+Per service: one application per running version (`<service>-<version>`, route prefix
+`/_v/<service>-<version>`), built from the service's own `serve.yaml`, with its `autoscaling`
+block mapped onto Serve's replica autoscaler and its pool onto `ray_actor_options`. The gateway
+(sandbox/gateway.py) splits `/<service>` between them by weight. The whole config is PUT to
+Serve's REST API (`/api/serve/applications/`, the same call `serve deploy` makes); Serve applies
+only the difference, so adding a canary leaves the stable version's replicas alone.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from pathlib import Path
 from typing import Any
 
 import requests
-from pydantic import BaseModel, Field
 from ray._private.ray_constants import WORKER_PROCESS_SETUP_HOOK_ENV_VAR
 
 from gantry.pools import PoolScheduling
-from gantry.sandbox_state import app_name
+from gantry.sandbox_state import Routing, app_name
 from gantry.service import ServiceSpec
 from gantry.validation import deep_merge
 from sandbox import loopback
 from sandbox.errors import SandboxError
 from sandbox.raycluster import LOOPBACK, pool_resource
 
-ROUTER_IMPORT = "sandbox.router:app"
 # Every sandbox application's workers keep Serve's replica gRPC port on loopback (loopback.py).
 # Ray turns `worker_process_setup_hook` into this env var only for a driver's `ray.init`, not
 # for an application's runtime_env, so the sandbox sets the variable itself.
 LOOPBACK_ENV_VARS = {WORKER_PROCESS_SETUP_HOOK_ENV_VAR: loopback.HOOK}
-ROUTER_DEPLOYMENT = "Router"
-# The router only forwards; many requests may wait on it (the version replicas do the queueing).
-ROUTER_MAX_ONGOING = 1000
-
-
-class ServiceRouting(BaseModel):
-    """Which versions of a service run and how traffic is split (state in routing.json)."""
-
-    stable: str  # version serving (100 - canary_weight) % of traffic
-    canary: str | None = None  # version under analysis, if a rollout runs
-    canary_weight: int = Field(0, ge=0, le=100)  # percent
-    # Merged over each version's serve.yaml user_config, e.g. {"faults": {"error_rate": 0.5}}
-    # (test-only) from `gantry rollout --user-config`; a promoted canary keeps its own.
-    canary_user_config: dict[str, Any] = {}
-    stable_user_config: dict[str, Any] = {}
-
-
-class Routing(BaseModel):
-    services: dict[str, ServiceRouting]
-
-    @classmethod
-    def read(cls, path: Path) -> Routing:
-        return cls.model_validate_json(path.read_text())
-
-    def write(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(self.model_dump_json(indent=2) + "\n")
-        tmp.replace(path)
 
 
 def version_prefix(service: str, version: str) -> str:
-    """Route prefix of one version, for direct canary requests (smoke and load webhooks)."""
+    """Route prefix of one version: where the gateway sends `/<service>`, and the base of direct
+    requests to a canary (smoke and load webhooks)."""
     return f"/_v/{app_name(service, version)}"
-
-
-def service_prefix(service: str) -> str:
-    return f"/{service}"
 
 
 def _template(spec: ServiceSpec) -> dict[str, Any]:
@@ -77,11 +42,6 @@ def _template(spec: ServiceSpec) -> dict[str, Any]:
     if len(apps) != 1:
         raise ValueError(f"{spec.serve_config_path}: the sandbox expects exactly one application")
     return apps[0]
-
-
-def ingress_deployment(spec: ServiceSpec) -> str:
-    """The deployment the router calls (`forward()`): the application's only/first deployment."""
-    return str(_template(spec)["deployments"][0]["name"])
 
 
 def version_app(
@@ -113,45 +73,10 @@ def version_app(
     return app
 
 
-def router_app(spec: ServiceSpec, routing: ServiceRouting, head: PoolScheduling) -> dict[str, Any]:
-    routes = [
-        {
-            "app": app_name(spec.name, routing.stable),
-            "deployment": ingress_deployment(spec),
-            "weight": 100 - routing.canary_weight,
-        }
-    ]
-    if routing.canary:
-        routes.append(
-            {
-                "app": app_name(spec.name, routing.canary),
-                "deployment": ingress_deployment(spec),
-                "weight": routing.canary_weight,
-            }
-        )
-    return {
-        "name": spec.name,
-        "route_prefix": service_prefix(spec.name),
-        "import_path": ROUTER_IMPORT,
-        "runtime_env": {"env_vars": dict(LOOPBACK_ENV_VARS)},
-        "args": {"service": spec.name},
-        "deployments": [
-            {
-                "name": ROUTER_DEPLOYMENT,
-                "num_replicas": 1,
-                "max_ongoing_requests": ROUTER_MAX_ONGOING,
-                "ray_actor_options": {"num_cpus": 0, "resources": {pool_resource(head.name): 1}},
-                "user_config": {"routes": routes},
-            }
-        ],
-    }
-
-
 def serve_document(
     specs: dict[str, ServiceSpec],
     routing: Routing,
     pools: dict[str, PoolScheduling],
-    head: PoolScheduling,
     serve_port: int,
 ) -> dict[str, Any]:
     """The complete Serve config (ServeDeploySchema) for the sandbox's current routing."""
@@ -162,22 +87,25 @@ def serve_document(
         apps.append(version_app(spec, r.stable, pool, r.stable_user_config))
         if r.canary:
             apps.append(version_app(spec, r.canary, pool, r.canary_user_config))
-        apps.append(router_app(spec, r, head))
-    # One proxy serves every service: the longest request timeout any service's serve.yaml sets.
+    http: dict[str, Any] = {"host": LOOPBACK, "port": serve_port}
+    if (timeout := request_timeout_s(specs)) is not None:
+        http["request_timeout_s"] = timeout
+    return {
+        # One HTTP proxy, on the head, behind the gateway: pool nodes run replicas only.
+        "proxy_location": "HeadOnly",
+        "http_options": http,
+        "applications": apps,
+    }
+
+
+def request_timeout_s(specs: dict[str, ServiceSpec]) -> float | None:
+    """One proxy serves every service: the longest request timeout any service's serve.yaml sets."""
     timeouts = [
         float(t)
         for spec in specs.values()
         if (t := (spec.serve_config.get("http_options") or {}).get("request_timeout_s"))
     ]
-    http: dict[str, Any] = {"host": LOOPBACK, "port": serve_port}
-    if timeouts:
-        http["request_timeout_s"] = max(timeouts)
-    return {
-        # One HTTP proxy, on the head: pool nodes run replicas only.
-        "proxy_location": "HeadOnly",
-        "http_options": http,
-        "applications": apps,
-    }
+    return max(timeouts) if timeouts else None
 
 
 class ServeApi:

@@ -1,8 +1,9 @@
 """Where the sandbox keeps its state, and the state file other tools read.
 
 Everything lives under one state directory (default `.gantry/sandbox/`): `state.json` (ports,
-URLs, the PIDs Gantry started), the Ray autoscaling config, Prometheus' config and data, logs and
-the rollout event log. Ray's temp dir must stay short (its unix socket paths are limited to ~107
+URLs, the PIDs Gantry started), `routing.json` (which versions serve, canary weights), the Ray
+autoscaling config, the gateway's and Prometheus' config, Prometheus' data, logs and the rollout
+event log. Ray's temp dir must stay short (its unix socket paths are limited to ~107
 characters), so when `<state>/ray` would be too long it lives in `/tmp/gantry-<hash>` with a
 symlink at `<state>/ray`; `state.json` records the real path.
 """
@@ -14,7 +15,8 @@ import json
 import os
 from pathlib import Path
 
-from gantry.sandbox_state import STATE_FILE, SandboxState, read_state
+from gantry.sandbox_state import ROUTING_FILE, STATE_FILE, SandboxState, read_state
+from sandbox.gateway import Gateway
 
 # Longest Ray temp dir we use in place: Ray appends `session_<timestamp>_<pid>/sockets/raylet`
 # (about 60 characters) and unix socket paths are limited to 107.
@@ -49,11 +51,16 @@ class Paths:
 
     @property
     def routing(self) -> Path:
-        return self.root / "routing.json"
+        return self.root / ROUTING_FILE
 
     @property
     def rollouts(self) -> Path:
         return self.root / "rollouts"
+
+    @property
+    def gateway(self) -> Gateway:
+        # Its admin socket sits in the short temp dir: unix socket paths are limited to ~107.
+        return Gateway(self.root / "gateway", self.ray_temp_dir() / "gateway.sock")
 
     @property
     def lock(self) -> Path:

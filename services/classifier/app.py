@@ -17,10 +17,8 @@ count, non-numeric or non-finite values), 503 not ready, 500 only for injected f
 
 Versions (same image, `version` init arg): v1 logistic regression, v2 random forest, both trained
 at image build by services/classifier/train.py. Knobs and metrics as for every service (see
-services/common/). A plain deployment (not `@serve.ingress`: Serve allows one FastAPI ingress per
-application), so two versions fit in one Serve application behind a router:
-    Classifier.options(name="classifier-v2").bind(ClassifierArgs(version="v2"))
-and the router calls `await handle.forward.remote(method, path, body_bytes, headers)` -> Reply.
+services/common/). Each version runs as its own Serve application; the sandbox's gateway (or
+Istio on the cluster) splits traffic between them.
 """
 
 # No `from __future__ import annotations`: Serve pickles the deployment class by value, and the
@@ -125,7 +123,7 @@ class Classifier(ModelReplica):
         return PredictResponse(predictions=await self.predict_batch(rows))
 
     def build_api(self) -> FastAPI:
-        """This replica's HTTP app (served by `__call__` and `forward`, see ModelReplica)."""
+        """This replica's HTTP app (served by `__call__`, see ModelReplica)."""
         app = self.core.build_api("Gantry classifier", "Iris classifier, KServe V1 protocol.")
 
         # Routes are closures, not bound methods: FastAPI resolves annotations via __globals__.

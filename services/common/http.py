@@ -7,10 +7,7 @@ middleware: readiness gate (503), body limit (413, before parsing), injected fau
 then the route, then the request metrics.
 
 Deployments are plain Serve deployments whose `__call__(request)` runs that app in-process
-(`ServiceCore.serve_http`), not `@serve.ingress` classes: Serve allows only ONE FastAPI ingress
-per application, and the sandbox runs a stable and a canary deployment of the same class behind a
-router in one application. The router calls `forward()` over a handle, which runs the same app, so
-it gets byte-identical validation, errors and metrics.
+(`ServiceCore.serve_http`).
 """
 
 from __future__ import annotations
@@ -19,7 +16,6 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +36,7 @@ READY_PATH = "/ready"
 
 @dataclass(frozen=True)
 class Reply:
-    """A complete HTTP response, returned by `forward()` over a deployment handle."""
+    """A complete HTTP response, as an ASGI app produced it."""
 
     status: int
     body: bytes
@@ -124,50 +120,6 @@ class ServiceCore:
         assert self._app is not None, "build_api() first"
         reply = await run_asgi(self._app, request.scope, request.receive)
         return Response(reply.body, status_code=reply.status, media_type=reply.content_type)
-
-    async def forward(
-        self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
-    ) -> Reply:
-        """Answer a request a router passed over a DeploymentHandle, as if it came over HTTP."""
-        assert self._app is not None, "build_api() first"
-        return await replay(self._app, method, path, body, headers)
-
-
-async def replay(
-    app: ASGIApp,
-    method: str,
-    path: str,
-    body: bytes = b"",
-    headers: Mapping[str, str] | None = None,
-) -> Reply:
-    """Run one request, given as its parts (a router's `forward()` call), through an ASGI app."""
-    path, _, query = path.partition("?")
-    raw_headers = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    raw_headers.append((b"content-length", str(len(body)).encode()))
-    scope: Scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method.upper(),
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": query.encode(),
-        "headers": raw_headers,
-        "client": ("router", 0),
-        "server": ("replica", 80),
-    }
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return await run_asgi(app, scope, receive)
 
 
 async def run_asgi(app: ASGIApp, scope: Scope, receive: Receive) -> Reply:

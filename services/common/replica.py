@@ -2,22 +2,21 @@
 
 A service class inherits it, creates `self.core` (a `ServiceCore`) in `__init__`, names its
 `@serve.batch` methods in `batch_methods()`, and gets `__call__` (HTTP from Serve's proxy),
-`reconfigure` (user_config -> knobs, batch size and wait applied live), `check_health`, `forward`
-(router entry point over a handle) and `run_model`
-(inference on one dedicated thread, so the event loop keeps accepting and batching requests while
-the model computes) for free.
+`reconfigure` (user_config -> knobs, batch size and wait applied live), `check_health` and
+`run_model` (inference on one dedicated thread, so the event loop keeps accepting and batching
+requests while the model computes) for free.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from fastapi import Request, Response
 
-from services.common.http import Reply, ServiceCore
+from services.common.http import ServiceCore
 from services.common.knobs import Knobs, parse_knobs
 
 T = TypeVar("T")
@@ -48,12 +47,6 @@ class ModelReplica:
     async def __call__(self, request: Request) -> Response:
         """HTTP entry point when this deployment is an application's ingress."""
         return await self.core.serve_http(request)
-
-    async def forward(
-        self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
-    ) -> Reply:
-        """Handle one HTTP request passed by a router deployment over a DeploymentHandle."""
-        return await self.core.forward(method, path, body, headers)
 
     async def run_model(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:

@@ -22,14 +22,8 @@ services/common/knobs.py (batching, limits, test-only faults).
 Building the app:
   serve.yaml:   import_path: services.embedder.app:build_app   args: {version: v1}
   Python:       build_app(EmbedderArgs(version="v2"))
-  `Embedder` is a plain deployment whose `__call__` serves its own FastAPI app, not a
-  `@serve.ingress` class: Serve allows one FastAPI ingress per application, and the sandbox needs
-  two versions side by side in one Serve application (stable + canary behind a router):
-      stable = Embedder.options(name="embedder-v1").bind(EmbedderArgs(version="v1"))
-      canary = Embedder.options(name="embedder-v2").bind(EmbedderArgs(version="v2"))
-  and the router calls `await handle.forward.remote(method, path, body_bytes, headers)`, which
-  returns a `services.common.http.Reply(status, body, content_type)` produced by this replica's own
-  HTTP app (identical validation, errors and metrics to direct HTTP).
+  Each version runs as its own Serve application; the sandbox's gateway (or Istio on the cluster)
+  splits traffic between them.
 """
 
 # No `from __future__ import annotations`: Serve pickles the deployment class by value, and the
@@ -187,7 +181,7 @@ class Embedder(ModelReplica):
         )
 
     def build_api(self) -> FastAPI:
-        """This replica's HTTP app (served by `__call__` and `forward`, see ModelReplica)."""
+        """This replica's HTTP app (served by `__call__`, see ModelReplica)."""
         app = self.core.build_api(
             "Gantry embedder", f"OpenAI-compatible embeddings with {MODEL_NAME}."
         )

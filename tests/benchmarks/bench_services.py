@@ -40,6 +40,7 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from services.common.serve_env import serve_env  # noqa: E402
 from tests.services.raylocal import LOOPBACK_ENV, free_ports, start_ray  # noqa: E402
 from tests.services.servedeploy import app_from_serve_yaml, serve_run, wait_ready  # noqa: E402
 
@@ -273,6 +274,8 @@ SERVE_VARIANTS = {
         ServeVariant("serve-mor5", max_ongoing=5),  # Serve's default max_ongoing_requests
         ServeVariant("serve-1x2", replicas=1, threads=2),
         ServeVariant("serve-wait20", wait_s=0.02),
+        # Without services/common/serve.env: Ray Serve's defaults (proxy -> replica by actor call).
+        ServeVariant("serve-defaults", env={k: "0" for k in serve_env()}, opt_in=True),
         ServeVariant("serve-haproxy", env=HA_PROXY_ENV, opt_in=True),
         ServeVariant("serve-v2-haproxy", version="v2", env=HA_PROXY_ENV, opt_in=True),
     )
@@ -349,8 +352,8 @@ def batch_mean(metrics_port: int) -> float | None:
 
 def bench_sandbox(duration_s: int, script: Path) -> list[Result]:
     """The sandbox's front door as a user reaches it: `gantry sandbox up` with the shipped stack
-    (Pulumi.sandbox.yaml, both services), then `<routes.embedder>/v1/embeddings` (Serve's proxy
-    -> the embedder's router -> the stable version's replica). Its own state dir and free ports;
+    (Pulumi.sandbox.yaml, both services), then `<routes.embedder>/v1/embeddings` (the gateway,
+    HAProxy -> Serve's proxy -> the stable version's replica). Its own state dir and free ports;
     stopped afterwards. c=1 for the latency goal, c=32 for throughput."""
     from gantry.stack import load_stack_file
     from sandbox import lifecycle, procs
@@ -367,7 +370,7 @@ def bench_sandbox(duration_s: int, script: Path) -> list[Result]:
             results = []
             for conc in (1, 32):
                 r = measure(url, conc, duration_s, script, pids)
-                r.setup, r.notes = "sandbox", {"path": "proxy -> router -> replica"}
+                r.setup, r.notes = "sandbox", {"path": "gateway -> proxy -> replica"}
                 results.append(r)
             rss, pss = tree_memory({p.pid for p in procs.members(state.procs)})
             for r in results:

@@ -7,7 +7,8 @@ def step_run(
     *,
     scale_out_at: int | None = 18,
     scale_in_at: int | None = 100,
-    p95_spike_until: int = 25,
+    latency_spike_until: int = 25,
+    desired_at: int | None = 12,
     phases: dict[int, str] | None = None,
     length: int = 120,
 ) -> list[Sample]:
@@ -18,15 +19,20 @@ def step_run(
         replicas = 2 if scale_out_at is not None and t >= scale_out_at else 1
         if scale_in_at is not None and t >= scale_in_at:
             replicas = 1
-        p95 = None if users is None else 3500.0 if 10 <= t < p95_spike_until else 600.0
+        p99 = None if users is None else 3500.0 if 10 <= t < latency_spike_until else 600.0
+        desired = replicas
+        if desired_at is not None and users == 16 and t >= desired_at:
+            desired = 2
         out.append(
             Sample(
                 t=t,
                 users=users,
                 rps=None if users is None else users * 2.0,
                 fail_rps=None if users is None else 0.0,
-                p50_ms=None if p95 is None else p95 / 3,
-                p95_ms=p95,
+                p50_ms=None if p99 is None else p99 / 3,
+                p95_ms=None if p99 is None else p99 / 2,
+                p99_ms=p99,
+                desired=desired,
                 replicas={"v1": replicas},
                 weights={"v1": 100.0},
                 phase=(phases or {}).get(t),

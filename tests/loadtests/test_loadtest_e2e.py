@@ -111,8 +111,8 @@ def test_step_load_scales_the_embedder_out_and_back_in(sandbox: Sandbox, tmp_pat
     # p95 is judged and reported but not asserted here: on a shared 2-core CI box it measures the
     # neighbours (5-9 s seen with 16 users while other suites ran), not Gantry.
     assert (
-        c["p95_ms_under"]["measured"] is not None
-        or "never recovered" in c["p95_ms_under"]["detail"]
+        c["p99_within_slo"]["measured"] is not None
+        or "never recovered" in c["p99_within_slo"]["detail"]
     )
 
 

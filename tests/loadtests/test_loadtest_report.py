@@ -49,7 +49,7 @@ def test_summary_json_has_each_expectation_measured_and_judged(tmp_path: Path) -
 def test_timeline_png_has_five_panels_worth_of_pixels(tmp_path: Path) -> None:
     samples = step_run(phases={30: "Progressing"})
     samples[30] = samples[30].model_copy(update={"weights": {"v1": 90.0, "v2": 10.0}})
-    png = plot_timeline(tmp_path / "t.png", samples, "step", p95_bound_ms=2000, rollout_at_s=20)
+    png = plot_timeline(tmp_path / "t.png", samples, "step", slo_p99_ms=2000, rollout_at_s=20)
     img = mpimg.imread(png)
     height, width = img.shape[:2]
     assert (width, height) == (1000, 1100)

@@ -1,7 +1,6 @@
 """Observers: the Kubernetes one on the official client's models (no cluster here), the
 sandbox one on Ray's REST responses."""
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -25,14 +24,16 @@ from kubernetes.client import (
 from kubernetes.client.exceptions import ApiException
 
 from gantry.pools import POOL_LABEL
+from gantry.sandbox_state import Routing, ServiceRouting, read_routing
 from loadtests.observers import (
     KubernetesObserver,
     NullObserver,
     Sampler,
     nodes_per_pool,
     ray_nodes_per_pool,
+    routing_weights,
     serve_desired,
-    serve_replicas_and_weights,
+    serve_replicas,
 )
 from loadtests.timeline import PlatformPoint, read_points
 
@@ -124,21 +125,21 @@ SERVE_APPS = json.loads((DATA / "ray_serve_applications.json").read_text())
 RAY_NODES = json.loads((DATA / "ray_nodes.json").read_text())
 
 
-def test_serve_replicas_per_version_and_router_weights() -> None:
-    replicas, weights = serve_replicas_and_weights(SERVE_APPS, "echo")
-    assert replicas == {"v1": 1, "v2": 0}  # v2's replica is STARTING, not serving yet
-    assert weights == {"v1": 100.0, "v2": 0.0}
-    assert serve_replicas_and_weights(SERVE_APPS, "embedder") == ({}, {})
+def test_serve_replicas_per_version() -> None:
+    assert serve_replicas(SERVE_APPS, "echo") == {"v1": 1, "v2": 0}  # v2 is STARTING
+    assert serve_replicas(SERVE_APPS, "embedder") == {}
     assert serve_desired(SERVE_APPS, "echo") == 2  # one replica per version wanted
     assert serve_desired(SERVE_APPS, "embedder") is None
 
 
-def test_serve_weights_follow_the_router_user_config() -> None:
-    doc = copy.deepcopy(SERVE_APPS)
-    router = doc["applications"]["echo"]["deployments"]["Router"]
-    router["deployment_config"]["user_config"]["routes"][0]["weight"] = 75
-    router["deployment_config"]["user_config"]["routes"][1]["weight"] = 25
-    assert serve_replicas_and_weights(doc, "echo")[1] == {"v1": 75.0, "v2": 25.0}
+def test_weights_follow_the_gateways_routing(tmp_path: Path) -> None:
+    routing = Routing(services={"echo": ServiceRouting(stable="v1")})
+    routing.write(tmp_path / "routing.json")
+    assert routing_weights(read_routing(tmp_path), "echo") == {"v1": 100.0}
+    routing.services["echo"] = ServiceRouting(stable="v1", canary="v2", canary_weight=25)
+    routing.write(tmp_path / "routing.json")
+    assert routing_weights(read_routing(tmp_path), "echo") == {"v1": 75.0, "v2": 25.0}
+    assert routing_weights(routing, "embedder") == {}
 
 
 def test_ray_nodes_per_pool_counts_alive_nodes() -> None:
@@ -202,6 +203,8 @@ def test_sandbox_observer_samples_the_recorded_api(tmp_path: Path) -> None:
     try:
         obs = SandboxObserver(state, "echo", tmp_path)
         (tmp_path / "rollouts").mkdir()
+        mid_rollout = ServiceRouting(stable="v1", canary="v2", canary_weight=0)
+        Routing(services={"echo": mid_rollout}).write(tmp_path / "routing.json")
         (tmp_path / "rollouts" / "echo.jsonl").write_text(
             json.dumps({"ts": obs.since + 1, "event": "canary_ready"}) + "\n"
         )

@@ -42,7 +42,7 @@ BASE = "name: x\nservice: embedder\nshape: {type: soak, users: 2, duration_s: 10
         (BASE + "rollout: {at_s: 5, to: v2}\nexpectations: {rollout: promotedd}\n",
          "bad.yaml:expectations.rollout:"),
         (BASE + "expectations: {recover_within_s: 10}\n",
-         "bad.yaml:expectations.recover_within_s: recover_within_s needs p95_ms_under"),
+         "bad.yaml:expectations.recover_within_s: recover_within_s needs p99_within_slo"),
         (BASE + "target: http://10.0.0.5:8000\n", "bad.yaml:target: 'http://10.0.0.5:8000' is not"),
         ("name: [unclosed\n", "bad.yaml: not valid YAML"),
         ("- a list\n", "bad.yaml: a scenario must be a mapping"),

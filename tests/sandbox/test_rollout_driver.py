@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from gantry.canary import CanaryStatus, CheckResult, Outcome, Phase
+from gantry.sandbox_state import ServiceRouting
 from gantry.service import Canary
 from sandbox.canary_engine import Clock
 from sandbox.errors import SandboxError
 from sandbox.rollout import Driver
 from sandbox.rollout_files import EventLog, RolloutFiles
-from sandbox.serving import ServiceRouting
 
 POLICY = Canary.model_validate(
     {

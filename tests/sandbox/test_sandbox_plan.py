@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from gantry.errors import ConfigError
+from gantry.sandbox_state import Routing, ServiceRouting
 from gantry.stack import load_config, load_stack_file, read_stack_file
 from sandbox import raycluster
+from sandbox.gateway import map_entries
 from sandbox.lifecycle import Plan
-from sandbox.router import RouterConfig
-from sandbox.serving import Routing, ServiceRouting
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -80,10 +80,9 @@ def test_services_map_autoscaling_and_pools_onto_serve(plan: Plan) -> None:
     assert apps["embedder-v1"]["args"]["version"] == "v1"
     cls = apps["classifier-v1"]["deployments"][0]
     assert cls["ray_actor_options"]["num_gpus"] == 0
-    router = apps["embedder"]
-    assert router["route_prefix"] == "/embedder"
-    cfg = RouterConfig.model_validate(router["deployments"][0]["user_config"])
-    assert [(r.app, r.weight) for r in cfg.routes] == [("embedder-v1", 100)]
+    # Versions only: the gateway, not a Serve application, owns `/embedder` and its split.
+    assert set(apps) == {"embedder-v1", "classifier-v1"}
+    assert apps["embedder-v1"]["route_prefix"] == "/_v/embedder-v1"
 
 
 def test_canary_adds_a_version_app_and_splits_weights(plan: Plan) -> None:
@@ -104,13 +103,12 @@ def test_canary_adds_a_version_app_and_splits_weights(plan: Plan) -> None:
     assert canary_uc["faults"]["error_rate"] == 0.5
     assert canary_uc["batching"]["max_batch_size"] > 0  # merged over serve.yaml, not replaced
     assert apps["embedder-v1"]["deployments"][0]["user_config"]["faults"]["error_rate"] == 0
-    routes = apps["embedder"]["deployments"][0]["user_config"]["routes"]
-    assert {r["app"]: r["weight"] for r in routes} == {"embedder-v1": 80, "embedder-v2": 20}
-
-
-def test_router_config_rejects_weights_not_summing_to_100() -> None:
-    with pytest.raises(ValueError, match="sum to 100"):
-        RouterConfig.model_validate({"routes": [{"app": "a", "deployment": "D", "weight": 90}]})
+    assert map_entries(routing) == {
+        "stable": {"embedder": "/_v/embedder-v1", "classifier": "/_v/classifier-v1"},
+        # Without a canary the canary entry is the stable version: every key always exists.
+        "canary": {"embedder": "/_v/embedder-v2", "classifier": "/_v/classifier-v1"},
+        "weights": {"embedder": "20", "classifier": "0"},
+    }
 
 
 def test_sandbox_block_is_typed() -> None:

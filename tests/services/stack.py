@@ -3,7 +3,8 @@
 Apps (all on 127.0.0.1:<free port>):
   /embedder    services/embedder/serve.yaml, v1, 1 replica
   /classifier  services/classifier/serve.yaml, v1
-  /canary      tests/services/router_app.py: embedder v2, classifier v1 + v2 behind a router
+  /canary/<service>/<version>   more versions, each its own application (as the sandbox runs a
+                                canary): embedder v2, classifier v1 and v2
 """
 
 from __future__ import annotations
@@ -54,10 +55,14 @@ def session_apps(**overrides: dict[str, Any]) -> list[dict[str, Any]]:
             route_prefix="/classifier",
             deployment={**one, **overrides.get("classifier", {})},
         ),
-        {
-            "name": "canary",
-            "route_prefix": "/canary",
-            "import_path": "tests.services.router_app:build",
-            "args": {},
-        },
+        *(
+            app_from_serve_yaml(
+                service,
+                name=f"canary-{service}-{version}",
+                route_prefix=f"/canary/{service}/{version}",
+                args={"version": version},
+                deployment=one,
+            )
+            for service, version in (("embedder", "v2"), ("classifier", "v1"), ("classifier", "v2"))
+        ),
     ]

@@ -12,7 +12,7 @@ from tests.services.sentences import fixed_sentences
 from tests.services.stack import ServeStack
 
 V1 = "/embedder/v1/embeddings"
-V2 = "/canary/embedder/v2/v1/embeddings"  # embedder-v2 behind the test router (forward())
+V2 = "/canary/embedder/v2/v1/embeddings"  # embedder-v2, its own application
 
 pytestmark = pytest.mark.e2e  # real local Ray + Serve (session fixture: conftest.py)
 
@@ -83,7 +83,7 @@ BAD_REQUESTS = [
 
 
 @pytest.mark.parametrize(("case", "body", "status", "message"), BAD_REQUESTS)
-@pytest.mark.parametrize("path", [V1, V2], ids=["http", "router"])
+@pytest.mark.parametrize("path", [V1, V2], ids=["v1", "v2"])
 def test_bad_requests_get_4xx_json_naming_the_problem(
     stack: ServeStack, path: str, case: str, body: bytes, status: int, message: str
 ) -> None:

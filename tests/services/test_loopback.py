@@ -18,5 +18,5 @@ def test_every_ray_listener_is_on_loopback(stack: ServeStack) -> None:
     exposed = [(h, p, name) for h, p, name in listeners if h not in LOOPBACK]
     replica_grpc = [x for x in exposed if x[2].startswith("ray::ServeRepli")]
     assert exposed == replica_grpc, f"Ray listens beyond loopback: {exposed}"
-    # At most one per replica: embedder, classifier; in /canary: router, embedder-v2, 2 classifiers.
-    assert len(replica_grpc) <= 6, replica_grpc
+    # At most one per replica: embedder, classifier; in /canary: embedder-v2, 2 classifiers.
+    assert len(replica_grpc) <= 5, replica_grpc

@@ -53,7 +53,8 @@ def test_concurrent_requests_are_batched(stack: ServeStack) -> None:
 
 
 def test_gantry_series_exist_with_their_labels(stack: ServeStack) -> None:
-    requests.post(stack.url("/embedder/v1/embeddings"), data=b"{", timeout=60)  # one 400
+    bad_json = {"content-type": "application/json"}  # without it FastAPI answers 422, not 400
+    requests.post(stack.url("/embedder/v1/embeddings"), data=b"{", headers=bad_json, timeout=60)
     text = scrape_until(
         stack,
         lambda t: (
@@ -69,7 +70,7 @@ def test_gantry_series_exist_with_their_labels(stack: ServeStack) -> None:
     ready = samples(text, "ray_gantry_model_ready", **EMBEDDER)
     assert ready and ready[0].value == 1 and ready[0].labels["device"] == "cpu"
     v2 = samples(text, "ray_gantry_model_ready", service="embedder", version="v2")
-    assert v2 and v2[0].labels["deployment"] == "embedder-v2"
+    assert v2 and v2[0].labels["application"] == "canary-embedder-v2"
     latency = samples(text, "ray_gantry_inference_latency_seconds_count", **EMBEDDER)
     assert latency and latency[0].value > 0
     for name in gantry_metrics.RAY_SERVE_SERIES:
