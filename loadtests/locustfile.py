@@ -32,6 +32,7 @@ STOP = OUT / "stop"
 # The one user class Locust finds in this module.
 ServiceUser = users.USERS[SCENARIO.service]
 users.ClassifierUser.n_features = SPEC.n_features
+ServiceUser.mix = SCENARIO.payload
 
 if not SPEC.ui:
 

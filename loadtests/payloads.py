@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -19,12 +19,28 @@ from pydantic import BaseModel, ValidationError
 EMBED_PATH = "/v1/embeddings"
 PREDICT_PATH = "/v1/models/classifier:predict"
 
-# Embedder: inputs per request (1..64) with weights: singles dominate, a tail of full batches.
-EMBED_BATCHES = ((1, 0.45), (4, 0.25), (16, 0.2), (64, 0.1))
-# Words per input text: short queries to paragraph-sized passages.
-WORDS_PER_TEXT = (3, 120)
-# Classifier: instances per request (1..32).
-CLASSIFY_BATCHES = ((1, 0.5), (8, 0.3), (32, 0.2))
+
+class Mix(NamedTuple):
+    """One request mix: items per request by bucket (upper bound, weight) and, for the
+    embedder, words per text (min, max)."""
+
+    batches: tuple[tuple[int, float], ...]
+    words: tuple[int, int] = (0, 0)
+
+
+# The scenario's `payload` picks one of these per service.
+EMBED_MIXES = {
+    # Bulk and online together: singles dominate, a tail of 64-passage batches of up to 120
+    # words. Capacity, not latency: one 64-passage request alone costs ~1.5 s of a CPU core.
+    "mixed": Mix(((1, 0.45), (4, 0.25), (16, 0.2), (64, 0.1)), words=(3, 120)),
+    # Online queries (search, retrieval): 1-4 short texts per request, the traffic a p99
+    # latency SLO of hundreds of ms is written for.
+    "queries": Mix(((1, 0.8), (4, 0.2)), words=(3, 40)),
+}
+CLASSIFY_MIXES = {
+    "mixed": Mix(((1, 0.5), (8, 0.3), (32, 0.2))),  # instances per request (1..32)
+    "queries": Mix(((1, 0.8), (8, 0.2))),
+}
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -45,15 +61,16 @@ def _pick_size(rng: random.Random, buckets: tuple[tuple[int, float], ...]) -> in
     return rng.randint(lower, upper)
 
 
-def embed_request(rng: random.Random) -> dict[str, Any]:
-    n = _pick_size(rng, EMBED_BATCHES)
-    texts = [" ".join(rng.choices(_VOCAB, k=rng.randint(*WORDS_PER_TEXT))) for _ in range(n)]
+def embed_request(rng: random.Random, mix: str = "mixed") -> dict[str, Any]:
+    m = EMBED_MIXES[mix]
+    n = _pick_size(rng, m.batches)
+    texts = [" ".join(rng.choices(_VOCAB, k=rng.randint(*m.words))) for _ in range(n)]
     return {"input": texts[0] if n == 1 and rng.random() < 0.5 else texts, "model": "embedder"}
 
 
-def classify_request(rng: random.Random, n_features: int) -> dict[str, Any]:
+def classify_request(rng: random.Random, n_features: int, mix: str = "mixed") -> dict[str, Any]:
     """Rows of `n_features` measurements in cm (the classifier's iris features: 4)."""
-    n = _pick_size(rng, CLASSIFY_BATCHES)
+    n = _pick_size(rng, CLASSIFY_MIXES[mix].batches)
     rows = [[round(rng.uniform(0.1, 8.0), 1) for _ in range(n_features)] for _ in range(n)]
     return {"instances": rows}
 

@@ -105,6 +105,10 @@ class Scenario(_Model):
     namespace: str | None = None
     """Kubernetes namespace of the service; default: its team in services/<name>/service.yaml."""
     shape: Shape
+    payload: Literal["mixed", "queries"] = "mixed"
+    """Request mix (loadtests/payloads.py): `mixed` (bulk and online: up to 64 passages per
+    request, for capacity) or `queries` (1-4 short texts: online traffic, what the service's
+    latency SLO is written for)."""
     rollout: Rollout | None = None
     expectations: Expectations = Expectations()
     abort: Abort = Abort()

@@ -25,6 +25,7 @@ class _ServiceUser(FastHttpUser):
     connection_timeout = 5.0
 
     path: ClassVar[str]
+    mix: ClassVar[str] = "mixed"  # the scenario's `payload` (loadtests/payloads.py)
 
     def on_start(self) -> None:
         self.rng = random.Random()
@@ -54,7 +55,7 @@ class EmbedderUser(_ServiceUser):
     path = payloads.EMBED_PATH
 
     def make_request(self) -> dict[str, Any]:
-        return payloads.embed_request(self.rng)
+        return payloads.embed_request(self.rng, self.mix)
 
     def check(self, body: dict[str, Any], status: int, text: str) -> str | None:
         return payloads.check_embeddings(body, status, text)
@@ -65,7 +66,7 @@ class ClassifierUser(_ServiceUser):
     n_features: ClassVar[int] = 4
 
     def make_request(self) -> dict[str, Any]:
-        return payloads.classify_request(self.rng, self.n_features)
+        return payloads.classify_request(self.rng, self.n_features, self.mix)
 
     def check(self, body: dict[str, Any], status: int, text: str) -> str | None:
         return payloads.check_predictions(body, status, text)

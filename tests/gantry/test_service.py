@@ -65,7 +65,7 @@ def test_sandbox_helpers_translate_the_engine_neutral_blocks() -> None:
     assert cfg["max_replicas"] == spec.autoscaling.max_replicas
     assert cfg["target_ongoing_requests"] == spec.autoscaling.target_in_flight
     assert cfg["downscale_delay_s"] == spec.autoscaling.scale_down.stabilization_s
-    assert spec.canary.interval_s == duration_s(spec.canary.interval) == 30
+    assert spec.canary.interval_s == duration_s(spec.canary.interval) == 25
     assert spec.canary.steps == [10, 20, 30, 40, 50]
     assert (
         spec.replicas_per_pod

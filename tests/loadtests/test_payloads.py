@@ -16,7 +16,17 @@ def test_embed_mix_covers_1_to_64_inputs_of_varied_length() -> None:
         lengths += [len(t.split()) for t in texts]
     assert min(sizes) == 1 and max(sizes) == 64
     assert sizes.count(1) > len(sizes) * 0.3  # mostly small requests
-    assert min(lengths) == payloads.WORDS_PER_TEXT[0] and max(lengths) == payloads.WORDS_PER_TEXT[1]
+    assert (min(lengths), max(lengths)) == payloads.EMBED_MIXES["mixed"].words
+
+
+def test_query_mix_is_one_to_four_short_texts() -> None:
+    rng = random.Random(3)
+    reqs = [payloads.embed_request(rng, "queries") for _ in range(1000)]
+    texts = [[r["input"]] if isinstance(r["input"], str) else r["input"] for r in reqs]
+    assert {len(t) for t in texts} == {1, 2, 3, 4}
+    assert max(len(x.split()) for t in texts for x in t) == 40
+    rows = [len(payloads.classify_request(rng, 4, "queries")["instances"]) for _ in range(200)]
+    assert max(rows) == 8
 
 
 def test_classify_mix_covers_1_to_32_instances() -> None:
