@@ -21,7 +21,6 @@ from typing import Any
 
 from gantry.pools import PoolScheduling
 from gantry.stack import SandboxSettings
-from services.common.serve_env import serve_env
 
 HEAD_NODE_TYPE = "ray.head.default"  # the provider's fixed name for the head
 LOOPBACK = "127.0.0.1"
@@ -127,8 +126,6 @@ def ray_env(
             "RAY_USAGE_STATS_ENABLED": "0",
             # Serve: the model services load weights from an installed package, never a hub.
             "HF_HUB_OFFLINE": "1",
-            # Serve's data plane as the services' containers run it.
-            **serve_env(),
             # Replicas and handles report in-flight requests to Serve's autoscaler every 2 s
             # (default 10 s): the HPA's metrics pipeline is ~15 s end to end, and the sandbox
             # averages over SANDBOX_METRIC_WINDOW_S (gantry/service.py).

@@ -7,10 +7,6 @@
 # image's STOPSIGNAL (SIGINT) reaches it and it drains replicas (serve.shutdown()) before exit.
 set -eu
 config="${1:?usage: entrypoint.sh services/<name>/serve.yaml}"
-# Serve's data-plane settings (proxy -> replica over gRPC, ...): exported to Ray and `serve run`.
-set -a
-. "$(dirname "$0")/serve.env"
-set +a
 ray start --head \
   --metrics-export-port="${GANTRY_METRICS_PORT:-8080}" \
   --include-dashboard=false \

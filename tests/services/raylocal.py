@@ -19,8 +19,6 @@ from pathlib import Path
 
 import psutil
 
-from services.common.serve_env import serve_env
-
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
 
@@ -135,8 +133,7 @@ def _start_ray(num_cpus: int, timeout_s: float = 120) -> LocalRay:
         "--object-store-memory=200000000", "--disable-usage-stats",
     ]  # fmt: skip
     # PYTHONPATH: workers import test-only apps (tests.services.router_app) besides `services`.
-    # Serve's data plane as the services ship it (serve.env); a caller's environment overrides.
-    env = {**serve_env(), **os.environ, **LOOPBACK_ENV, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, **LOOPBACK_ENV, "PYTHONPATH": str(REPO)}
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     ray = LocalRay(temp_dir, gcs, metrics, proc, log, tmp)
