@@ -76,43 +76,58 @@ def _no_data(name: str, expected: str, why: str) -> Check:
 
 
 def _scale_out_decided(exp: Expectations, samples: list[Sample], pts: Points) -> Check:
-    limit = exp.scale_out_decided_within_s
-    expected = f"<= {limit:g} s after the load rose"
-    name = "scale_out_decided_within_s"
-    if pts.rise is None or pts.baseline is None or not any(s.desired for s in samples):
-        return _no_data(name, expected, "no load data, or the autoscaler's wish was not observed")
+    return _first_above_baseline(
+        "scale_out_decided_within_s",
+        exp.scale_out_decided_within_s,
+        f"<= {exp.scale_out_decided_within_s:g} s after the load rose",
+        samples if any(s.desired for s in samples) else [],
+        pts,
+        lambda s: s.desired,
+        lambda s, n: f"wanted {n} replicas at t={s.t}s",
+        "no load data, or the autoscaler's wish was not observed",
+        f"never wanted more than {pts.baseline} replicas",
+    )
+
+
+def _scale_out(exp: Expectations, samples: list[Sample], pts: Points) -> Check:
+    return _first_above_baseline(
+        "scale_out_within_s",
+        exp.scale_out_within_s,
+        f"<= {exp.scale_out_within_s:g} s",
+        samples,
+        pts,
+        lambda s: s.total_replicas,
+        lambda s, n: f"{pts.baseline} -> {n} replicas at t={s.t}s (load rose at t={pts.rise}s)",
+        "no replica or load data",
+        f"never scaled out: stayed at {pts.baseline} replicas",
+    )
+
+
+def _first_above_baseline(
+    name: str,
+    limit: float | None,
+    expected: str,
+    samples: list[Sample],
+    pts: Points,
+    count: Callable[[Sample], int | None],
+    detail: Callable[[Sample, int], str],
+    no_data: str,
+    never: str,
+) -> Check:
+    """Seconds from the load's rise to the first sample whose `count` exceeds the baseline."""
+    if pts.baseline is None or pts.rise is None or not samples:
+        return _no_data(name, expected, no_data)
     for s in samples:
-        if s.t >= pts.rise and s.desired is not None and s.desired > pts.baseline:
+        if s.t >= pts.rise and (n := count(s)) is not None and n > pts.baseline:
             took = float(s.t - pts.rise)
-            detail = f"wanted {s.desired} replicas at t={s.t}s"
             return Check(
                 name=name,
                 expected=expected,
                 measured=took,
                 passed=took <= (limit or 0),
-                detail=detail,
+                detail=detail(s, n),
             )
-    return _no_data(name, expected, f"never wanted more than {pts.baseline} replicas")
-
-
-def _scale_out(exp: Expectations, samples: list[Sample], pts: Points) -> Check:
-    limit = exp.scale_out_within_s
-    expected = f"<= {limit:g} s"
-    if pts.baseline is None or pts.rise is None:
-        return _no_data("scale_out_within_s", expected, "no replica or load data")
-    for s in samples:
-        if s.t >= pts.rise and (n := s.total_replicas) is not None and n > pts.baseline:
-            took = float(s.t - pts.rise)
-            return Check(
-                name="scale_out_within_s",
-                expected=expected,
-                measured=took,
-                passed=took <= (limit or 0),
-                detail=f"{pts.baseline} -> {n} replicas at t={s.t}s (load rose at t={pts.rise}s)",
-            )
-    return _no_data(
-        "scale_out_within_s", expected, f"never scaled out: stayed at {pts.baseline} replicas"
-    )
+    return _no_data(name, expected, never)
 
 
 def _max_replicas(exp: Expectations, samples: list[Sample]) -> Check:
