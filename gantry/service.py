@@ -46,6 +46,7 @@ SERVE_DEFAULT_GRACEFUL_SHUTDOWN_S = 20.0
 # Seconds Serve's shutdown needs besides draining requests (controller and proxy teardown after
 # SIGINT); measured in tests/benchmarks/bench_pod_start.py.
 DRAIN_OVERHEAD_S = 15
+DIRECT_INGRESS_DRAIN_S = 5
 
 PosFloat = Annotated[float, Field(gt=0)]
 PosInt = Annotated[int, Field(ge=1)]
@@ -106,7 +107,7 @@ class Serve(_Model):
         description="The Serve config file the pod runs, relative to services/<name>/.",
     )
     port: Annotated[int, Field(ge=1024, le=65535)] = Field(
-        8000, description="Serve's HTTP proxy port (container port `http`)."
+        8000, description="Serve's HTTP port (container port `http`): HAProxy or Serve's proxy."
     )
     readiness_path: str = Field(
         description="App readiness route (startup and readiness probes): 200 only once the model "
@@ -114,8 +115,8 @@ class Serve(_Model):
     )
     health_path: str = Field(
         "/-/healthz",
-        description="Serve's own proxy health route (liveness probe: the proxy and controller "
-        "are alive).",
+        description="Serve's ingress health route (liveness probe): 200 while the ingress "
+        "(HAProxy or Serve's proxy) is alive and has a replica to route to.",
     )
     metrics_port: Annotated[int, Field(ge=1024, le=65535)] = Field(
         8080, description="Ray's Prometheus metrics export port (container port `metrics`)."
@@ -130,6 +131,27 @@ class Serve(_Model):
         description="Seconds for endpoints and Envoy to stop routing to a terminating pod; the "
         "preStop sleep is this plus the request timeout.",
     )
+    ingress: Literal["haproxy", "proxy"] = Field(
+        "haproxy",
+        description="What answers the pod's HTTP port. `haproxy`: Ray 2.60's HAProxy ingress, "
+        "straight to the replicas' own HTTP servers (direct ingress); twice the requests per "
+        "core of `proxy`, Serve's Python HTTP proxy, which hands each request to a replica as "
+        "an actor call (docs/performance.md).",
+    )
+
+    def ray_env(self) -> dict[str, str]:
+        """Environment of the pod's Ray processes (set before `ray start`) for this ingress."""
+        if self.ingress == "proxy":
+            return {}
+        # HAProxy reaches the replicas' own ports (30000+) on the pod's IP: that traffic stays
+        # on the pod's loopback route, which Istio's iptables never redirect to Envoy.
+        return {
+            "RAY_SERVE_ENABLE_HA_PROXY": "1",
+            # Seconds a stopping replica keeps serving so load balancers can drop it (Ray: 30,
+            # and it raises graceful_shutdown_timeout_s to 35 to fit). In a pod the only one is
+            # HAProxy beside it (reloaded in < 1 s), and preStop has already drained the rest.
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(DIRECT_INGRESS_DRAIN_S),
+        }
 
     @field_validator("readiness_path", "health_path")
     @classmethod

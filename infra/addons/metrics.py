@@ -1,19 +1,20 @@
 """The custom metric the serving layer's HPAs target, defined once.
 
-Ray Serve's HTTP proxy exports `serve_num_ongoing_http_requests` (ray/serve/_private/
-request_ingress_metrics.py in Ray 2.60; Ray prefixes every exported metric with `ray_`). Each
-serving pod runs one single-node Serve instance with one proxy, so the gauge summed per pod is
-the number of requests that pod is working on or queueing: the in-flight load the HPA should keep
-near its target. prometheus-adapter serves it on the custom metrics API as `IN_FLIGHT_METRIC`
-for every pod that Prometheus scrapes with `namespace` and `pod` labels (the service's
-ServiceMonitor adds both).
+Ray Serve's ingress exports `serve_num_ongoing_http_requests` (ray/serve/_private/
+request_ingress_metrics.py in Ray 2.60; Ray prefixes every exported metric with `ray_`): its
+HAProxy manager samples HAProxy's backend sessions (`serve.ingress: haproxy`), its Python proxy
+counts its own (`proxy`). Each serving pod runs one single-node Serve instance with one
+ingress, so the gauge summed per pod is the number of requests that pod is working on or
+queueing: the in-flight load the HPA should keep near its target. prometheus-adapter serves it
+on the custom metrics API as `IN_FLIGHT_METRIC` for every pod that Prometheus scrapes with
+`namespace` and `pod` labels (the service's ServiceMonitor adds both).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-# The Prometheus series (a gauge, one per Serve proxy, i.e. per pod).
+# The Prometheus series (a gauge, one per Serve ingress, i.e. per pod).
 RAY_IN_FLIGHT_SERIES = "ray_serve_num_ongoing_http_requests"
 # The name HPAs use (`type: Pods`, `metric.name`): average in-flight requests per pod.
 IN_FLIGHT_METRIC = "gantry_serve_inflight_requests"
@@ -31,7 +32,7 @@ def adapter_rules() -> list[dict[str, Any]]:
                 }
             },
             "name": {"matches": f"^{RAY_IN_FLIGHT_SERIES}$", "as": IN_FLIGHT_METRIC},
-            # Sum over the proxy's label sets (node_id, ...) so each pod yields one value.
+            # Sum over the ingress' label sets (node_id, ...) so each pod yields one value.
             "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
         }
     ]

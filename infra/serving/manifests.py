@@ -217,6 +217,7 @@ def deployment(spec: ServiceSpec, ctx: ServingContext) -> dict[str, Any]:
             {"name": "HF_HUB_OFFLINE", "value": "1"},
             {"name": "RAY_AUTH_MODE", "value": "disabled"},
             {"name": "HOME", "value": "/tmp"},
+            *({"name": k, "value": v} for k, v in s.ray_env().items()),
         ],
         "resources": container_resources(spec, ctx.pool),
         "startupProbe": _probe(spec, "startup", s.readiness_path),

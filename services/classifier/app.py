@@ -95,6 +95,7 @@ class Classifier(ModelReplica):
         self.model = bundle["model"]
         self.n_features = len(bundle["features"])
         self.core = ServiceCore(SERVICE, args.version, "cpu", Knobs(), kserve_error)
+        self.predict_rows = self.batcher(self.predict_batch)
         self.apply_knobs(self.core.knobs)
         self.build_api()
         warm = self.model.predict(np.zeros((2, self.n_features)))
@@ -102,12 +103,8 @@ class Classifier(ModelReplica):
             raise RuntimeError(f"classifier {args.version}: warm-up produced {warm.shape}")
         self.core.mark_ready()
 
-    def batch_methods(self) -> list:
-        return [self.predict_batch]
-
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def predict_batch(self, requests: list[np.ndarray]) -> list[list[int]]:
-        """One model call for every request that arrived within the batch window."""
+        """One model call for every request waiting in `self.predict_rows` (a ModelBatcher)."""
         rows = np.concatenate(requests)
         with self.core.metrics.model_call(len(requests)):
             labels = await self.run_model(self.model.predict, rows)
@@ -120,7 +117,7 @@ class Classifier(ModelReplica):
     async def predict(self, req: PredictRequest) -> PredictResponse:
         check_rows(req.instances, self.n_features, self.core.knobs)
         rows = np.asarray(req.instances, dtype=np.float64)
-        return PredictResponse(predictions=await self.predict_batch(rows))
+        return PredictResponse(predictions=await self.predict_rows(rows))
 
     def build_api(self) -> FastAPI:
         """This replica's HTTP app (served by `__call__`, see ModelReplica)."""

@@ -7,6 +7,9 @@
 # image's STOPSIGNAL (SIGINT) reaches it and it drains replicas (serve.shutdown()) before exit.
 set -eu
 config="${1:?usage: entrypoint.sh services/<name>/serve.yaml}"
+# Ray's HAProxy ingress, as the cluster's pods run it (service.yaml `serve.ingress: haproxy`);
+# `docker run -e RAY_SERVE_ENABLE_HA_PROXY=0` serves through Serve's Python proxy instead.
+export RAY_SERVE_ENABLE_HA_PROXY="${RAY_SERVE_ENABLE_HA_PROXY:-1}"
 ray start --head \
   --metrics-export-port="${GANTRY_METRICS_PORT:-8080}" \
   --include-dashboard=false \

