@@ -141,6 +141,7 @@ def _up_locked(plan: Plan, paths: Paths, step: Step) -> SandboxState:
         raise SandboxError(
             str(err), f"free it, or set another port in gantry:sandbox.ports.{err.name}"
         ) from None
+    ports["replicas"] = portlib.free_range(raycluster.REPLICA_PORTS, *raycluster.REPLICA_PORT_RANGE)
     paths.logs.mkdir(exist_ok=True)
     temp_dir = paths.ray_temp_dir()
     gcs = f"{LOOPBACK}:{ports['gcs']}"
@@ -207,8 +208,12 @@ def _up_locked(plan: Plan, paths: Paths, step: Step) -> SandboxState:
         routing.write(paths.routing)
         with step(f"Gateway (HAProxy) on {urls['serve']}"):
             gw = paths.gateway
-            timeout = request_timeout_s(plan.specs) or 30
-            gw.write(routing, ports["serve"], ports["serve_proxy"], timeout)
+            upstreams = gateway.Upstreams(
+                serve_proxy=ports["serve_proxy"],
+                replica_ports=(ports["replicas"], ports["replicas"] + raycluster.REPLICA_PORTS),
+                request_timeout_s=request_timeout_s(plan.specs) or 30,
+            )
+            gw.write(routing, ports["serve"], upstreams)
             gw.check(haproxy_bin)
             log = paths.logs / "gateway.log"
             state.procs.append(procs.start("gateway", gw.argv(haproxy_bin), {}, log))

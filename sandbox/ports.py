@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+from sandbox.errors import SandboxError
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -41,3 +43,17 @@ def allocate(wanted: dict[str, int]) -> dict[str, int]:
         for s in held:
             s.close()
     return out
+
+
+def free_range(count: int, low: int, high: int) -> int:
+    """The first port of `count` consecutive free ports within [low, high)."""
+    first = low
+    while first + count <= high:
+        taken = next((p for p in range(first, first + count) if not is_free(p)), None)
+        if taken is None:
+            return first
+        first = taken + 1
+    raise SandboxError(
+        f"no {count} consecutive free ports in {low}-{high - 1} on {LOOPBACK} (Serve's replicas)",
+        "stop what holds them (another sandbox?)",
+    )

@@ -34,6 +34,17 @@ def pool_resource(pool: str) -> str:
 # Large enough that the pool resource only says where a replica may run, never how many fit.
 POOL_RESOURCE_UNITS = 1000
 
+# Serve's direct ingress: every replica serves HTTP on its own loopback port, from a range of
+# REPLICA_PORTS consecutive free ports within Ray's default range [30000, 31000); the gateway
+# health-checks each port of it (sandbox/gateway.py). Room for every version's replicas, and
+# those draining beside their replacements.
+REPLICA_PORT_RANGE = (30000, 31000)
+REPLICA_PORTS = 32
+# Seconds a stopping replica keeps serving (and answering 503 to the gateway's checks) before it
+# closes its port: longer than the gateway's check interval, so no request meets a closed port.
+# Ray's default, 30 s, would stretch every scale-in and rollout.
+REPLICA_DRAIN_S = 3
+
 
 def head_pool(pools: dict[str, PoolScheduling]) -> PoolScheduling:
     """The head is the first cpu pool (the cluster's system pool)."""
@@ -131,6 +142,12 @@ def ray_env(
             # averages over SANDBOX_METRIC_WINDOW_S (gantry/service.py).
             "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "2",
             "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "2",
+            # Replicas serve HTTP themselves, on http_options.host (127.0.0.1), so the gateway
+            # reaches them without Serve's proxy (each version's backend in gateway.py).
+            "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+            "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(ports["replicas"]),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(ports["replicas"] + REPLICA_PORTS),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(REPLICA_DRAIN_S),
         }
     )
     return env

@@ -56,9 +56,15 @@ def test_head_binds_loopback_and_never_default_ports(plan: Plan) -> None:
     ]:
         assert f"{flag}={port}" in argv
     env = raycluster.ray_env(
-        plan.settings, {"autoscaler_metrics": 41006, "dashboard_metrics": 41007}, base={}
+        plan.settings,
+        {"autoscaler_metrics": 41006, "dashboard_metrics": 41007, "replicas": 30100},
+        base={},
     )
     assert env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"
+    # Replicas serve HTTP on their own ports, in the range the gateway checks.
+    assert env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
+    assert env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] == "30100"
+    assert int(env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"]) == 30100 + raycluster.REPLICA_PORTS
     assert env["RAY_AUTH_MODE"] == "disabled"
     assert env["RAY_FAKE_CLUSTER"] == "1"
     assert env["AUTOSCALER_METRIC_PORT"] == "41006"
@@ -104,9 +110,9 @@ def test_canary_adds_a_version_app_and_splits_weights(plan: Plan) -> None:
     assert canary_uc["batching"]["max_batch_size"] > 0  # merged over serve.yaml, not replaced
     assert apps["embedder-v1"]["deployments"][0]["user_config"]["faults"]["error_rate"] == 0
     assert map_entries(routing) == {
-        "stable": {"embedder": "/_v/embedder-v1", "classifier": "/_v/classifier-v1"},
+        "stable": {"embedder": "embedder-v1", "classifier": "classifier-v1"},
         # Without a canary the canary entry is the stable version: every key always exists.
-        "canary": {"embedder": "/_v/embedder-v2", "classifier": "/_v/classifier-v1"},
+        "canary": {"embedder": "embedder-v2", "classifier": "classifier-v1"},
         "weights": {"embedder": "20", "classifier": "0"},
     }
 
