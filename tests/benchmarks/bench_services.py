@@ -177,15 +177,25 @@ def wrk(
 
 def tree_memory(pids: set[int]) -> tuple[float, float]:
     """RSS and PSS (MiB) summed over processes; PSS splits shared pages fairly between them."""
-    rss = pss = 0
+    per = memory_by_process(pids)
+    return sum(r for r, _ in per.values()), sum(p for _, p in per.values())
+
+
+def memory_by_process(pids: set[int]) -> dict[str, tuple[float, float]]:
+    """{process name: (RSS, PSS) in MiB}, summed over processes of the same name."""
+    out: dict[str, tuple[float, float]] = {}
     for pid in pids:
         try:
-            info = psutil.Process(pid).memory_full_info()
+            proc = psutil.Process(pid)
+            info, name = proc.memory_full_info(), proc.name()
+            if name.startswith("python") or name == "ray":  # which script: its first argument
+                args = [a for a in proc.cmdline()[1:] if not a.startswith("-")]
+                name = f"{name} {Path(args[0]).name if args else ''}".strip()
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        rss += info.rss
-        pss += info.pss
-    return rss / 2**20, pss / 2**20
+        rss, pss = out.get(name, (0.0, 0.0))
+        out[name] = (rss + info.rss / 2**20, pss + info.pss / 2**20)
+    return out
 
 
 def cpu_seconds(pids: set[int], match: str = "") -> float:
@@ -348,9 +358,11 @@ def _bench_serve(v: ServeVariant, duration_s: int, script: Path) -> list[Result]
             r.setup, r.notes = v.name, asdict(v)
             r.notes["mean_batch"] = batch_mean(before, batch_buckets(ray.metrics_port))
             results.append(r)
-        rss, pss = tree_memory(ray.pids())
+        per = memory_by_process(ray.pids())
+        rss, pss = sum(r for r, _ in per.values()), sum(p for _, p in per.values())
         for r in results:
             r.rss_mib, r.pss_mib = rss, pss
+            r.notes["pss_mib_by_process"] = {n: round(p) for n, (_, p) in sorted(per.items())}
         return results
     finally:
         ray.stop()

@@ -9,6 +9,7 @@ RESULT (JSON). Being PID 1, its exit ends every process it started.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import psutil
 import requests
 
 READY_TIMEOUT_S = 300  # two model loads on a busy 2-core machine
@@ -46,10 +48,29 @@ def listeners() -> dict[str, str]:
     return found
 
 
+def memory_by_process() -> dict[str, float]:
+    """PSS (MiB) of every process in this namespace but the driver, summed per name (for a
+    Python process: its script or module)."""
+    out: dict[str, float] = {}
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
+            continue
+        try:
+            name, pss = proc.name(), proc.memory_full_info().pss / 2**20
+            if name.startswith("python") or name in ("ray", "serve"):
+                args = [a for a in proc.cmdline()[1:] if not a.startswith("-")]
+                name = f"{name} {os.path.basename(args[0]) if args else ''}".strip()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        out[name] = round(out.get(name, 0.0) + pss, 1)
+    return out
+
+
 def main() -> None:
     command, port, metrics_port, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     base = f"http://127.0.0.1:{port}"
     result: dict[str, Any] = {}
+    started = time.monotonic()
     pod = subprocess.Popen(["/bin/sh", "-c", command])
     try:
         ready = wait_for(
@@ -57,7 +78,7 @@ def main() -> None:
             READY_TIMEOUT_S,
             "/ready never answered 200",
         )
-        result["ready"] = ready
+        result["ready"], result["ready_s"] = ready, round(time.monotonic() - started, 1)
         result["healthz"] = requests.get(f"{base}/-/healthz", timeout=5).status_code
         result["listeners"] = listeners()
         one = requests.post(f"{base}/v1/embeddings", json={"input": "a pod"}, timeout=30)
@@ -84,6 +105,7 @@ def main() -> None:
             for line in text.splitlines()
             if line.startswith(("ray_serve_num_ongoing_http", "ray_gantry_requests_total"))
         ]
+        result["pss_mib_by_process"] = memory_by_process()  # after the load, as a pod runs
         started = time.monotonic()
         pod.send_signal(signal.SIGINT)  # the image's STOPSIGNAL
         result["exit_code"] = pod.wait(DRAIN_TIMEOUT_S)
