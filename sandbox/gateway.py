@@ -134,7 +134,6 @@ defaults
     timeout client {CLIENT_TIMEOUT_S}s
     timeout http-keep-alive {CLIENT_TIMEOUT_S}s
     timeout server {server_timeout}s
-    timeout queue {server_timeout}s
     # A replica that closed its port (stopped between two checks): try another one.
     retries 3
     option redispatch 1

@@ -410,13 +410,14 @@ def bench_sandbox(duration_s: int, script: Path) -> list[Result]:
         state = lifecycle.up(plan, paths)
         try:
             url = f"{state.routes['embedder']}/v1/embeddings"
-            pids = {p.pid for p in procs.members(state.procs)}
             wrk(url, 8, 5, script)  # warm-up
             results = []
             for conc in (1, 32):
                 replicas = 1
                 if conc > 1:  # steady state: Serve's autoscaler has scaled out under this load
                     replicas = scale_out(paths, url, conc, script, plan.specs["embedder"])
+                # Now: the autoscaler's nodes and replicas started since count too.
+                pids = {p.pid for p in procs.members(state.procs)}
                 r = measure(url, conc, duration_s, script, pids)
                 r.setup = "sandbox"
                 r.notes = {"path": "gateway -> replica", "replicas": replicas}
