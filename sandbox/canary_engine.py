@@ -18,7 +18,7 @@ from gantry.service import LoadHook as LoadHookSpec
 from gantry.service import ServiceSpec, duration_s
 from sandbox.analysis import run_check
 from sandbox.errors import SandboxError
-from sandbox.lifecycle import Plan, apply_routing
+from sandbox.lifecycle import Plan, change_routing
 from sandbox.prometheus import PromQL
 from sandbox.rollout_files import EventLog
 from sandbox.serving import ServeApi, version_prefix
@@ -95,8 +95,9 @@ class SandboxEngine:
     def _routing(self) -> Routing:
         return Routing.read(self.paths.routing)
 
-    def _apply(self, routing: Routing) -> None:
-        apply_routing(self.plan, self.paths, self.state, routing)
+    def _change(self, change: Callable[[ServiceRouting], None]) -> ServiceRouting:
+        """This service's routing changed and applied, under routing.json's lock."""
+        return change_routing(self.plan, self.paths, self.state, self.spec.name, change)
 
     def _url(self, version: str, path: str) -> str:
         return f"{self.state.urls['serve']}{version_prefix(self.spec.name, version)}{path}"
@@ -128,12 +129,12 @@ class SandboxEngine:
             self.set_weight(status.canary_weight)
 
     def initialize(self, status: CanaryStatus) -> str | None:
-        routing = self._routing()
-        r = routing.services[self.spec.name]
-        if r.canary is None:
-            r.canary, r.canary_weight = status.canary, 0
-            r.canary_user_config = status.canary_config
-        self._apply(routing)
+        def add_canary(r: ServiceRouting) -> None:
+            if r.canary is None:
+                r.canary, r.canary_weight = status.canary, 0
+                r.canary_user_config = status.canary_config
+
+        self._change(add_canary)
         app = app_name(self.spec.name, status.canary)
         self.api.wait_running([app], self.plan.settings.ready_timeout_s)
         self.log("canary_ready", app=app)
@@ -169,9 +170,10 @@ class SandboxEngine:
         raise SandboxError(f"Prometheus never saw {app}'s replicas; checks would have no data")
 
     def set_weight(self, weight: int) -> None:
-        routing = self._routing()
-        routing.services[self.spec.name].canary_weight = weight
-        self._apply(routing)  # in place at the gateway: the next request sees it
+        def weigh(r: ServiceRouting) -> None:
+            r.canary_weight = weight
+
+        self._change(weigh)  # in place at the gateway: the next request sees it
         self.log("weight", canary_weight=weight)
 
     def run_checks(self, status: CanaryStatus) -> list[CheckResult]:
@@ -182,13 +184,13 @@ class SandboxEngine:
         self.clock.sleep(DRAIN_S)
 
     def finalise(self, status: CanaryStatus) -> None:
-        routing = self._routing()
-        r = routing.services[self.spec.name]
-        if r.canary == status.canary:
-            # The canary's knobs become the stable version's (it keeps serving as configured).
-            r.stable, r.canary, r.canary_weight = status.canary, None, 0
-            r.stable_user_config, r.canary_user_config = r.canary_user_config, {}
-            self._apply(routing)
+        def make_stable(r: ServiceRouting) -> None:
+            if r.canary == status.canary:
+                # The canary's knobs become the stable version's (it keeps serving as configured).
+                r.stable, r.canary, r.canary_weight = status.canary, None, 0
+                r.stable_user_config, r.canary_user_config = r.canary_user_config, {}
+
+        self._change(make_stable)
         old = app_name(self.spec.name, status.stable)
         self.api.wait_deleted([old], REMOVE_TIMEOUT_S)
         self.log("promoted", stable=status.canary, removed=old)
@@ -199,10 +201,11 @@ class SandboxEngine:
             if r.canary_weight:
                 self.set_weight(0)
                 self.clock.sleep(DRAIN_S)
-            routing = self._routing()
-            r = routing.services[self.spec.name]
-            r.canary, r.canary_weight, r.canary_user_config = None, 0, {}
-            self._apply(routing)
+
+            def remove_canary(r: ServiceRouting) -> None:
+                r.canary, r.canary_weight, r.canary_user_config = None, 0, {}
+
+            r = self._change(remove_canary)
         removed = app_name(self.spec.name, status.canary)
         self.api.wait_deleted([removed], REMOVE_TIMEOUT_S)
         self.log("rolled_back", stable=r.stable, removed=removed, reason=reason)

@@ -277,6 +277,24 @@ def apply_routing(plan: Plan, paths: Paths, state: SandboxState, routing: Routin
     deploy(plan, paths, state, routing, if_changed=True)
 
 
+def change_routing(
+    plan: Plan,
+    paths: Paths,
+    state: SandboxState,
+    service: str,
+    change: Callable[[ServiceRouting], None],
+) -> ServiceRouting:
+    """Read routing.json, `change` one service's entry, and route as it then says, all under an
+    exclusive lock: two `gantry rollout` commands (for two services) cannot read the same file
+    and each write back their own change, undoing the other's."""
+    with paths.routing_lock.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        routing = Routing.read(paths.routing)
+        change(routing.services[service])
+        apply_routing(plan, paths, state, routing)
+        return routing.services[service]
+
+
 def down(paths: Paths) -> int:
     """Stop every process `up` recorded (and their sessions); returns how many were stopped."""
     state = paths.read_state()

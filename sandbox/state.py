@@ -66,6 +66,10 @@ class Paths:
     def lock(self) -> Path:
         return self.root / "up.lock"
 
+    @property
+    def routing_lock(self) -> Path:
+        return self.root / "routing.lock"
+
     def ray_temp_dir(self) -> Path:
         """Ray's temp dir: `<state>/ray`, or a short /tmp dir linked from there."""
         inside = self.root / "ray"
