@@ -45,6 +45,7 @@ sys.path.insert(0, str(REPO))
 
 from gantry.service import load_service  # noqa: E402
 from tests import netns  # noqa: E402
+from tests.procmem import memory_by_process, totals  # noqa: E402
 from tests.services.raylocal import LOOPBACK_ENV, free_ports, start_ray  # noqa: E402
 from tests.services.servedeploy import app_from_serve_yaml, serve_run, wait_ready  # noqa: E402
 
@@ -176,26 +177,8 @@ def wrk(
 
 
 def tree_memory(pids: set[int]) -> tuple[float, float]:
-    """RSS and PSS (MiB) summed over processes; PSS splits shared pages fairly between them."""
-    per = memory_by_process(pids)
-    return sum(r for r, _ in per.values()), sum(p for _, p in per.values())
-
-
-def memory_by_process(pids: set[int]) -> dict[str, tuple[float, float]]:
-    """{process name: (RSS, PSS) in MiB}, summed over processes of the same name."""
-    out: dict[str, tuple[float, float]] = {}
-    for pid in pids:
-        try:
-            proc = psutil.Process(pid)
-            info, name = proc.memory_full_info(), proc.name()
-            if name.startswith("python") or name == "ray":  # which script: its first argument
-                args = [a for a in proc.cmdline()[1:] if not a.startswith("-")]
-                name = f"{name} {Path(args[0]).name if args else ''}".strip()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        rss, pss = out.get(name, (0.0, 0.0))
-        out[name] = (rss + info.rss / 2**20, pss + info.pss / 2**20)
-    return out
+    """RSS and PSS (MiB) summed over processes."""
+    return totals(memory_by_process(pids))
 
 
 def cpu_seconds(pids: set[int], match: str = "") -> float:
@@ -359,7 +342,7 @@ def _bench_serve(v: ServeVariant, duration_s: int, script: Path) -> list[Result]
             r.notes["mean_batch"] = batch_mean(before, batch_buckets(ray.metrics_port))
             results.append(r)
         per = memory_by_process(ray.pids())
-        rss, pss = sum(r for r, _ in per.values()), sum(p for _, p in per.values())
+        rss, pss = totals(per)
         for r in results:
             r.rss_mib, r.pss_mib = rss, pss
             r.notes["pss_mib_by_process"] = {n: round(p) for n, (_, p) in sorted(per.items())}

@@ -20,6 +20,8 @@ from typing import Any
 import psutil
 import requests
 
+from tests.procmem import memory_by_process
+
 READY_TIMEOUT_S = 300  # two model loads on a busy 2-core machine
 METRIC_TIMEOUT_S = 40  # HAProxy's gauge is sampled every 10 s, exported every 10 s
 DRAIN_TIMEOUT_S = 60
@@ -46,24 +48,6 @@ def listeners() -> dict[str, str]:
         cols = line.split()
         found[cols[3]] = cols[5].split('"')[1] if len(cols) > 5 and '"' in cols[5] else ""
     return found
-
-
-def memory_by_process() -> dict[str, float]:
-    """PSS (MiB) of every process in this namespace but the driver, summed per name (for a
-    Python process: its script or module)."""
-    out: dict[str, float] = {}
-    for proc in psutil.process_iter():
-        if proc.pid == os.getpid():
-            continue
-        try:
-            name, pss = proc.name(), proc.memory_full_info().pss / 2**20
-            if name.startswith("python") or name in ("ray", "serve"):
-                args = [a for a in proc.cmdline()[1:] if not a.startswith("-")]
-                name = f"{name} {os.path.basename(args[0]) if args else ''}".strip()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        out[name] = round(out.get(name, 0.0) + pss, 1)
-    return out
 
 
 def main() -> None:
@@ -105,7 +89,11 @@ def main() -> None:
             for line in text.splitlines()
             if line.startswith(("ray_serve_num_ongoing_http", "ray_gantry_requests_total"))
         ]
-        result["pss_mib_by_process"] = memory_by_process()  # after the load, as a pod runs
+        # After the load, as a pod runs: every process in this namespace but the driver.
+        pids = [p for p in psutil.pids() if p != os.getpid()]
+        result["pss_mib_by_process"] = {
+            name: round(pss, 1) for name, (_, pss) in memory_by_process(pids).items()
+        }
         started = time.monotonic()
         pod.send_signal(signal.SIGINT)  # the image's STOPSIGNAL
         result["exit_code"] = pod.wait(DRAIN_TIMEOUT_S)
