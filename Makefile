@@ -76,7 +76,7 @@ os-deps: ## install the OS packages make needs (Debian/Ubuntu: python3.X-venv)
 # code: there only missing (DEP001) and transitive (DEP003) imports count. DEP002 is ignored as
 # tests need not import every runtime package, DEP004 as dev packages are what tests may import;
 # the extra first-party names are tests' helper modules, imported from their own folders.
-TEST_MODULES := gantry infra sandbox services loadtests tests sandbox_helpers loadtest_timelines fake_target
+TEST_MODULES := gantry infra sandbox services loadtests tests sandbox_helpers e2e_sandbox loadtest_timelines fake_target
 lint: venv ## ruff check + ruff format --check + mypy + deptry (imports == declared dependencies)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -143,5 +143,5 @@ sandbox: venv prometheus ## bring up the embedded sandbox and leave it running (
 
 .PHONY: loadtest
 # `-m loadtest` overrides pyproject's `-m 'not loadtest'` (the last -m wins).
-loadtest: venv ## the long load-test scenarios (scale out+in, rollout, faulty canary) on a sandbox
+loadtest: venv ## the long load-test scenarios (scale out+in, rollouts, chaos: faults under load) on a sandbox
 	$(BIN)/pytest -m loadtest tests/loadtests

@@ -154,6 +154,7 @@ class CheckResult:
     value: float | None  # None: no data
     min: float | None
     max: float | None
+    detail: str | None = None  # why there is no value, when the query itself failed
 
     @property
     def passed(self) -> bool:
@@ -169,6 +170,8 @@ class CheckResult:
                         f"<= {self.max:g}" if self.max is not None else "") if s
         )  # fmt: skip
         shown = "no data" if self.value is None else f"{self.value:.4g}"
+        if self.detail:
+            shown += f" ({self.detail})"
         return f"{self.name} = {shown} (want {bound})"
 
 

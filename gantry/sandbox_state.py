@@ -7,13 +7,16 @@ without importing the sandbox. Field by field, see sandbox/__init__.py.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 
 DEFAULT_STATE_DIR = Path(".gantry/sandbox")
 STATE_FILE = "state.json"
 ROUTING_FILE = "routing.json"
+# The faults `gantry sandbox fault` injects (sandbox/faults.py), which the chaos scenarios name.
+FaultKind = Literal["replica-kill", "node-loss", "prometheus-down"]
+FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
 
 class Proc(BaseModel):

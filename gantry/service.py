@@ -36,7 +36,7 @@ from pydantic import (
 from gantry import project
 from gantry.errors import ConfigError
 from gantry.stack import GantryConfig, ServiceEntry
-from gantry.validation import deep_merge, format_error
+from gantry.validation import KeyedError, deep_merge, format_error
 
 SERVICE_FILE = "service.yaml"
 
@@ -47,6 +47,19 @@ SERVE_DEFAULT_GRACEFUL_SHUTDOWN_S = 20.0
 # SIGINT); measured in tests/benchmarks/bench_pod_start.py.
 DRAIN_OVERHEAD_S = 15
 DIRECT_INGRESS_DRAIN_S = 5
+# What an ingress in front of the replicas (the pod's Ray HAProxy, the sandbox's gateway) retries
+# on another replica (HAProxy `retry-on`): the connection failed, or the replica closed it without
+# an answer (it died mid-request). Safe because inference is idempotent; never a 503 (that is
+# Serve's backpressure: a retry would add load where there is too much).
+INGRESS_RETRY_ON = "conn-failure empty-response"
+
+# Seconds a mesh retry's try outlasts Serve's request timeout by default: a live pod answers
+# first (408 at worst), so Envoy abandons and retries only a try no pod answers. The same margin
+# as the sandbox gateway's `timeout server` (sandbox/gateway.py SERVER_TIMEOUT_MARGIN_S).
+RETRY_TIMEOUT_MARGIN_S = 5
+# Envoy's default retry back-off: each wait <= 10 x the 25 ms base interval (Envoy RetryPolicy
+# `retry_back_off`; Istio's HTTPRetry does not change it). Counted into the route timeout.
+ENVOY_MAX_BACKOFF_S = 0.25
 
 PosFloat = Annotated[float, Field(gt=0)]
 PosInt = Annotated[int, Field(ge=1)]
@@ -151,6 +164,11 @@ class Serve(_Model):
             # and it raises graceful_shutdown_timeout_s to 35 to fit). In a pod the only one is
             # HAProxy beside it (reloaded in < 1 s), and preStop has already drained the rest.
             "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(DIRECT_INGRESS_DRAIN_S),
+            # Ray's default is `conn-failure`: a replica killed mid-request (OOM) leaves every
+            # request it held with a closed connection; this replays those whose body HAProxy
+            # still holds (8 -> 2 of 8 in flight, test_pod_command.py), the mesh's `reset`
+            # retry (service.retries) the rest.
+            "RAY_SERVE_HAPROXY_RETRY_ON": INGRESS_RETRY_ON,
         }
 
     @field_validator("readiness_path", "health_path")
@@ -450,6 +468,91 @@ class Canary(_Model):
         return list(range(self.step_weight, self.max_weight + 1, self.step_weight))
 
 
+# What Envoy may retry on (Istio's `retryOn`): the x-envoy-retry-on conditions, the gRPC ones
+# (x-envoy-retry-grpc-on: matched on a response's grpc-status only), or an HTTP status code,
+# which Istio moves to the route's retriable status codes (istio/istio pilot/pkg/networking/
+# core/route/retry/retry.go, parseRetryOn). `retriable-headers` is left out: Istio's HTTPRetry
+# has no field for the headers it needs.
+RETRY_CONDITIONS = (
+    "connect-failure",
+    "refused-stream",
+    "reset",
+    "reset-before-request",
+    "gateway-error",
+    "5xx",
+    "retriable-4xx",
+    "retriable-status-codes",
+    "envoy-ratelimited",
+    "http3-post-connect-failure",
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
+)
+# Only failures where the request never reached a model or its pod stopped answering; never a
+# status code, so Serve's overload 503 (max_queued_requests) is not multiplied (docs/rollouts.md).
+DEFAULT_RETRY_ON = ["connect-failure", "refused-stream", "reset"]
+
+
+def _retry_condition(value: Any) -> str:
+    text = str(value).strip()
+    if text.isdigit():
+        if not 400 <= int(text) <= 599:
+            raise ValueError(f"status code {text} is not a 4xx or 5xx")
+        return text
+    if text not in RETRY_CONDITIONS:
+        raise ValueError(
+            f"{text!r} is neither an HTTP status code nor one of Envoy's retry conditions "
+            f"({', '.join(RETRY_CONDITIONS)})"
+        )
+    return text
+
+
+# One retryOn entry: an Envoy retry condition, or an HTTP status code (an integer).
+RetryCondition = Annotated[str, BeforeValidator(_retry_condition, json_schema_input_type=str | int)]
+
+
+class Retries(_Model):
+    """The mesh's retries of a request (Kubernetes only): the Flagger Canary's `service.retries`,
+    which Flagger copies into the VirtualService's route (Istio HTTPRetry). Inference requests
+    are idempotent, so a retry may replay one a dead pod had started."""
+
+    attempts: Annotated[int, Field(ge=0, le=5)] = Field(
+        2,
+        description="Retries after the first try (Istio `attempts`), each to a pod not tried yet "
+        "(Istio's previous-hosts predicate). 0: no retries at all.",
+    )
+    per_try_timeout_s: PosFloat | None = Field(
+        None,
+        description="Seconds one try may take before Envoy abandons it (Istio `perTryTimeout`) "
+        "and, with `reset` in retry_on, retries another pod. Must exceed serve.yaml's "
+        "http_options.request_timeout_s: a live pod answers first (Serve's 408 at worst), so "
+        "only a pod that went silent is retried. Unset: request_timeout_s + 5.",
+    )
+    retry_on: list[RetryCondition] = Field(
+        DEFAULT_RETRY_ON,
+        min_length=1,
+        description="What is retried (Istio `retryOn`): Envoy retry conditions and/or HTTP "
+        "status codes. Default: connection failures, refused HTTP/2 streams and resets or "
+        "silent tries (the pod died), never a status code.",
+    )
+
+    @model_validator(mode="after")
+    def _conditions(self) -> Retries:
+        if len(set(self.retry_on)) != len(self.retry_on):
+            raise KeyedError("retry_on", f"duplicate entries in {self.retry_on}", relative=True)
+        if "retriable-status-codes" in self.retry_on and not any(
+            c.isdigit() for c in self.retry_on
+        ):
+            raise KeyedError(
+                "retry_on",
+                "retriable-status-codes needs a status code beside it (e.g. 503)",
+                relative=True,
+            )
+        return self
+
+
 class ServiceSpec(_Model):
     """One model service, after the stack's overrides are merged in."""
 
@@ -475,6 +578,9 @@ class ServiceSpec(_Model):
     slo: Slo = Field(description="What users are promised; canary thresholds default to it.")
     probes: Probes = Field(description="Kubernetes probes.")
     canary: Canary = Field(description="The canary policy a new version is rolled out by.")
+    retries: Retries = Field(
+        Retries(), description="The mesh's retries of a request (Kubernetes only)."
+    )
     # Resolved at load time, not written in the file (service_file_schema leaves them out):
     directory: Path = Field(description="services/<name>/.")
     serve_config: dict[str, Any] = Field(description="The parsed serve.yaml.")
@@ -509,6 +615,18 @@ class ServiceSpec(_Model):
                 raise ValueError(f"canary.metrics[{i}] ({m.name}) needs a thresholdRange")
         return self
 
+    @model_validator(mode="after")
+    def _retry_outlasts_serve(self) -> ServiceSpec:
+        per_try = self.retries.per_try_timeout_s
+        if per_try is not None and per_try <= self.request_timeout_s:
+            raise KeyedError(
+                "retries.per_try_timeout_s",
+                f"{per_try:g} s must exceed Serve's request timeout ({self.request_timeout_s:g} s, "
+                f"{self.serve.config} http_options.request_timeout_s), or Envoy retries requests "
+                "a live pod is still working on",
+            )
+        return self
+
     @property
     def serve_config_path(self) -> Path:
         return self.directory / self.serve.config
@@ -530,6 +648,20 @@ class ServiceSpec(_Model):
         graceful shutdown timeout."""
         timeout = (self.serve_config.get("http_options") or {}).get("request_timeout_s")
         return float(timeout) if timeout is not None else self.graceful_shutdown_s
+
+    @property
+    def per_try_timeout_s(self) -> float:
+        """Seconds one try of the mesh's retry policy may take: `retries.per_try_timeout_s`, else
+        the request timeout + RETRY_TIMEOUT_MARGIN_S."""
+        per_try = self.retries.per_try_timeout_s
+        return per_try if per_try is not None else self.request_timeout_s + RETRY_TIMEOUT_MARGIN_S
+
+    @property
+    def route_timeout_s(self) -> float:
+        """The route's whole timeout (s): every try at its per-try timeout plus Envoy's back-off
+        before each retry, so the route never cuts a retry short."""
+        attempts = self.retries.attempts
+        return (attempts + 1) * self.per_try_timeout_s + math.ceil(attempts * ENVOY_MAX_BACKOFF_S)
 
     @property
     def pre_stop_s(self) -> int:
@@ -587,6 +719,17 @@ def _has_key(doc: Any, loc: tuple[Any, ...]) -> bool:
     return True
 
 
+def _error_loc(err: ValidationError) -> tuple[Any, ...]:
+    """Where the first error is: its location, plus a KeyedError's own key under it."""
+    first = err.errors()[0]
+    loc = tuple(first["loc"])
+    keyed = (first.get("ctx") or {}).get("error")
+    if isinstance(keyed, KeyedError):
+        key = tuple(int(p) if p.isdigit() else p for p in re.findall(r"[^.\[\]]+", keyed.key))
+        loc = (*loc, *key) if keyed.relative else key
+    return loc
+
+
 def _read_yaml(path: Path, what: str) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(path.read_text())
@@ -624,7 +767,7 @@ def load_service(
     try:
         spec = ServiceSpec.model_validate(merged)
     except ValidationError as err:
-        loc = err.errors()[0]["loc"]
+        loc = _error_loc(err)
         # Blame the stack entry when the bad value came from it, else the file.
         where = f"gantry:services.{name}.overrides." if _has_key(overrides, loc) else f"{shown}: "
         raise ServiceSpecError(format_error(err, "\0").replace("\0:", where, 1)) from None

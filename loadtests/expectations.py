@@ -4,12 +4,15 @@ Reference points, all read from the timeline itself (t in s since the load start
 - rise: the first second the user count is above its starting value (the load step); the
   start of the run if it never rises (soak);
 - end: the first second after the last one with users running;
-- baseline: the service's replica count at the first observer sample.
+- drop: the first second the user count is below its peak again (the end of a spike);
+- baseline: the service's replica count at the first observer sample;
+- fault: when the scenario's fault was injected (the run records it, `RunFacts`).
 Every check reports what it measured, so a failure says by how much.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from pydantic import BaseModel
@@ -36,6 +39,24 @@ class Points(BaseModel):
     rise: int | None
     end: int | None
     baseline: int | None
+    drop: int | None = None
+
+
+class RunFacts(BaseModel):
+    """What the run knows beyond the timeline: Locust's totals and the fault's time."""
+
+    requests: int = 0
+    failure_errors: dict[str, int] = {}
+    """Locust's failure messages (loadtests/payloads.py) and how often each occurred."""
+    max_latency_ms: float | None = None
+    fault_at_s: float | None = None
+    replica_deaths: int | None = None
+    """Replicas that died unintended during the run (None: the observer cannot tell)."""
+
+
+# A clean failure: the platform answered, with a 5xx or Serve's 408 (its request timeout), as
+# payloads._parse reports it; not a closed connection, a client timeout or a wrong answer.
+CLEAN_FAILURE = re.compile(r"HTTP (5\d\d|408): ")
 
 
 def reference_points(samples: list[Sample]) -> Points:
@@ -46,23 +67,38 @@ def reference_points(samples: list[Sample]) -> Points:
         rise = next((s.t for s in loaded if (s.users or 0) > start_users), loaded[0].t)
         end = loaded[-1].t + 1
     baseline = next((r for s in samples if (r := s.total_replicas) is not None), None)
-    return Points(rise=rise, end=end, baseline=baseline)
+    peak = max((s.users or 0 for s in loaded), default=0)
+    at_peak = next((i for i, s in enumerate(loaded) if s.users == peak), None)
+    drop = None
+    if at_peak is not None:
+        drop = next((s.t for s in loaded[at_peak:] if (s.users or 0) < peak), None)
+    return Points(rise=rise, end=end, baseline=baseline, drop=drop)
 
 
 def evaluate(
-    exp: Expectations, samples: list[Sample], failures: int, slo_p99_ms: float | None = None
+    exp: Expectations,
+    samples: list[Sample],
+    failures: int,
+    slo_p99_ms: float | None = None,
+    facts: RunFacts | None = None,
 ) -> list[Check]:
     """One Check per expectation set in `exp` (in a stable order); `slo_p99_ms`: the service's
     p99 latency SLO, the bound of `p99_within_slo`."""
+    facts = facts or RunFacts()
     pts = reference_points(samples)
     checks: list[Check] = []
     evaluators: list[tuple[object, Callable[[], Check]]] = [
         (exp.scale_out_decided_within_s, lambda: _scale_out_decided(exp, samples, pts)),
         (exp.scale_out_within_s, lambda: _scale_out(exp, samples, pts)),
         (exp.max_replicas_reached, lambda: _max_replicas(exp, samples)),
-        (exp.p99_within_slo or None, lambda: _p99(exp, samples, pts, slo_p99_ms)),
+        (exp.replaced_within_s, lambda: _replaced(exp, samples, facts)),
+        (exp.p99_within_slo or None, lambda: _p99(exp, samples, pts, slo_p99_ms, facts)),
         (exp.scale_in_within_s, lambda: _scale_in(exp, samples, pts)),
         (exp.failed_requests, lambda: _failed(exp, failures)),
+        (exp.failed_ratio, lambda: _failed_ratio(exp, failures, facts)),
+        (exp.clean_failures or None, lambda: _clean(facts)),
+        (exp.max_latency_ms, lambda: _max_latency(exp, facts)),
+        (exp.replica_deaths, lambda: _deaths(exp, facts)),
         (exp.rollout, lambda: _rollout(exp, samples)),
     ]
     for wanted, check in evaluators:
@@ -141,7 +177,9 @@ def _max_replicas(exp: Expectations, samples: list[Sample]) -> Check:
     )
 
 
-def _p99(exp: Expectations, samples: list[Sample], pts: Points, bound: float | None) -> Check:
+def _p99(
+    exp: Expectations, samples: list[Sample], pts: Points, bound: float | None, facts: RunFacts
+) -> Check:
     name = "p99_within_slo"
     if bound is None:
         return _no_data(name, "< the service's SLO", "the service's p99 SLO is not known")
@@ -167,13 +205,16 @@ def _p99(exp: Expectations, samples: list[Sample], pts: Points, bound: float | N
         if (s.p99_ms or 0.0) >= bound:
             break
         recovered_at = s.t
-    expected = f"< {bound:g} ms within {exp.recover_within_s:g} s"
+    origin = {"rise": pts.rise, "drop": pts.drop, "fault": facts.fault_at_s}[exp.recover_after]
+    expected = f"< {bound:g} ms within {exp.recover_within_s:g} s of the {exp.recover_after}"
     if recovered_at is None:
         last = loaded[-1].p99_ms or 0.0
         return _no_data(
             name, expected, f"never recovered: p99 {last:.0f} ms at the end of the load"
         )
-    took = float(recovered_at - (pts.rise or 0))
+    if origin is None:
+        return _no_data(name, expected, f"the run has no {exp.recover_after} to count from")
+    took = round(max(0.0, recovered_at - origin), 1)
     return Check(
         name=name,
         expected=expected,
@@ -236,4 +277,82 @@ def _rollout(exp: Expectations, samples: list[Sample]) -> Check:
         measured=final or (phases[-1] if phases else None),
         passed=final == exp.rollout,
         detail="" if phases else "no rollout phase observed",
+    )
+
+
+def _replaced(exp: Expectations, samples: list[Sample], facts: RunFacts) -> Check:
+    """Seconds from the fault until replicas and nodes per pool are back to their counts in the
+    last sample before it (a lost replica or node was replaced)."""
+    name, limit = "replaced_within_s", exp.replaced_within_s or 0.0
+    expected = f"<= {limit:g} s after the fault"
+    at = facts.fault_at_s
+    seen = [s for s in samples if s.total_replicas is not None]
+    before = [s for s in seen if at is not None and s.t < at]
+    if at is None or not before:
+        return _no_data(name, expected, "no fault, or no replica data before it")
+    ref = before[-1]
+    dipped = False
+    for s in (s for s in seen if s.t >= at):
+        whole = (s.total_replicas or 0) >= (ref.total_replicas or 0) and all(
+            (s.nodes or {}).get(pool, 0) >= n for pool, n in (ref.nodes or {}).items()
+        )
+        dipped = dipped or not whole
+        if whole and dipped:
+            took = round(s.t - at, 1)
+            return Check(
+                name=name,
+                expected=expected,
+                measured=took,
+                passed=took <= limit,
+                detail=f"{s.total_replicas} replicas, nodes {s.nodes or {}} at t={s.t}s",
+            )
+    why = "the loss never showed" if not dipped else "never back to"
+    return _no_data(name, expected, f"{why}: {ref.total_replicas} replicas, nodes {ref.nodes}")
+
+
+def _failed_ratio(exp: Expectations, failures: int, facts: RunFacts) -> Check:
+    allowed = exp.failed_ratio or 0.0
+    ratio = failures / facts.requests if facts.requests else 0.0
+    return Check(
+        name="failed_ratio",
+        expected=f"<= {allowed:.2%}",
+        measured=round(ratio, 5),
+        passed=ratio <= allowed,
+        detail=f"{failures} of {facts.requests}",
+    )
+
+
+def _clean(facts: RunFacts) -> Check:
+    unclean = {e: n for e, n in facts.failure_errors.items() if not CLEAN_FAILURE.search(e)}
+    worst = max(unclean, key=lambda e: unclean[e], default="")
+    return Check(
+        name="clean_failures",
+        expected="every failure a 5xx with a JSON error",
+        measured=sum(unclean.values()),
+        passed=not unclean,
+        detail=f"e.g. {worst[:120]}" if unclean else "",
+    )
+
+
+def _max_latency(exp: Expectations, facts: RunFacts) -> Check:
+    limit = exp.max_latency_ms or 0.0
+    if facts.max_latency_ms is None:
+        return _no_data("max_latency_ms", f"<= {limit:g} ms", "Locust's statistics are missing")
+    return Check(
+        name="max_latency_ms",
+        expected=f"<= {limit:g} ms",
+        measured=round(facts.max_latency_ms),
+        passed=facts.max_latency_ms <= limit,
+    )
+
+
+def _deaths(exp: Expectations, facts: RunFacts) -> Check:
+    allowed = exp.replica_deaths or 0
+    if facts.replica_deaths is None:
+        return _no_data("replica_deaths", f"<= {allowed}", "the observer cannot count them")
+    return Check(
+        name="replica_deaths",
+        expected=f"<= {allowed}",
+        measured=facts.replica_deaths,
+        passed=facts.replica_deaths <= allowed,
     )

@@ -33,6 +33,8 @@ STOP = OUT / "stop"
 ServiceUser = users.USERS[SCENARIO.service]
 users.ClassifierUser.n_features = SPEC.n_features
 ServiceUser.mix = SCENARIO.payload
+if SPEC.request_timeout_s is not None:
+    ServiceUser.network_timeout = SPEC.request_timeout_s + users.TIMEOUT_MARGIN_S
 
 if not SPEC.ui:
 

@@ -30,6 +30,10 @@ class Observer(Protocol):
 
     def sample(self) -> PlatformPoint: ...
 
+    def replica_deaths(self) -> int | None:
+        """Replicas of the service that died unintended during the run (None: cannot tell)."""
+        ...
+
 
 class NullObserver:
     """No platform to ask (no sandbox, no kubeconfig): the timeline has load data only."""
@@ -40,6 +44,9 @@ class NullObserver:
 
     def sample(self) -> PlatformPoint:
         return PlatformPoint(ts=time.time(), error=self.why)
+
+    def replica_deaths(self) -> int | None:
+        return None
 
 
 # --- Kubernetes --------------------------------------------------------------------------------
@@ -113,6 +120,9 @@ class KubernetesObserver:
         except Exception as err:  # the API server can blip mid-run; the gap shows in the plot
             return PlatformPoint(ts=ts, error=f"{type(err).__name__}: {err}"[:200])
 
+    def replica_deaths(self) -> int | None:
+        return None  # pod restarts are the kubelet's (restartCount); not counted yet
+
 
 def nodes_per_pool(nodes: list[Any]) -> dict[str, int]:
     """Ready nodes per value of the pool label (V1Node objects)."""
@@ -146,6 +156,7 @@ class SandboxObserver:
         self.service = service
         self.serve_api: str = state.urls["serve_api"]
         self.nodes_api: str = state.urls["nodes_api"]
+        self.actors_api = f"{state.urls['dashboard']}/api/v0/actors"
         self.state_dir = Path(state_dir)
         self.events = self.state_dir / "rollouts" / f"{service}.jsonl"
         self.since = time.time()
@@ -169,6 +180,36 @@ class SandboxObserver:
             nodes=nodes,
             phase=phase,
         )
+
+    def replica_deaths(self) -> int | None:
+        """Ray's state API: the service's replica actors that died during the run, other than
+        the ones Serve stopped itself (scale-in, a removed version: `ray.kill`)."""
+        params = {"detail": "1", "limit": "10000", "filter_keys": "state",
+                  "filter_predicates": "=", "filter_values": "DEAD"}  # fmt: skip
+        try:
+            resp = self.client.get(self.actors_api, params=params, timeout=30)
+            resp.raise_for_status()
+            actors = resp.json()["data"]["result"]["result"]
+        except (requests.RequestException, ValueError, KeyError):
+            return None  # the check then says the observer could not count them
+        return unintended_deaths(actors, self.service, self.since)
+
+
+# How Serve ends its own replicas (graceful stop, then `ray.kill`); any other death was a fault.
+INTENDED_DEATHS = {"RAY_KILL", "INTENDED_USER_EXIT", "OUT_OF_SCOPE"}
+
+
+def unintended_deaths(actors: list[dict[str, Any]], service: str, since: float) -> int:
+    """From `GET /api/v0/actors?detail=1`: DEAD replicas of `service` that ended after `since`
+    (epoch s) for a reason other than Serve stopping them."""
+    prefix = f"ServeReplica:{app_name(service, '')}"
+    n = 0
+    for a in actors:
+        context = (a.get("death_cause") or {}).get("actor_died_error_context") or {}
+        ended = (a.get("end_time") or 0) / 1000
+        if str(a.get("class_name", "")).startswith(prefix) and ended >= since:
+            n += context.get("reason") not in INTENDED_DEATHS
+    return n
 
 
 def serve_replicas(doc: dict[str, Any], service: str) -> dict[str, int]:

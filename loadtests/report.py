@@ -7,6 +7,7 @@ and `platform.jsonl`, and the merged `timeline.jsonl` the expectations were eval
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -36,6 +37,8 @@ class Summary(BaseModel):
     checks: list[Check]
     rollout_started_at_s: float | None = None
     rollout_exit: int | None = None  # `gantry rollout`: 0 promoted, 1 rolled back, 130 aborted
+    fault_at_s: float | None = None
+    fault: dict[str, Any] | None = None  # what the fault hit (`gantry sandbox fault`'s answer)
     files: dict[str, str] = {}
 
 
@@ -79,6 +82,7 @@ def plot_timeline(
     title: str,
     slo_p99_ms: float | None = None,
     rollout_at_s: float | None = None,
+    fault: tuple[float, str] | None = None,
 ) -> Path:
     """RPS, latency, replicas per version, traffic weights and nodes per pool over one time axis."""
     t = [s.t for s in samples]
@@ -129,6 +133,7 @@ def plot_timeline(
             (step_at, "load step", "tab:orange"),
             (pts.end, "load end", "tab:purple"),
             (rollout_at_s, "rollout", "tab:green"),
+            (fault[0] if fault else None, f"fault: {fault[1]}" if fault else "", "tab:red"),
         ):
             if at is not None:
                 ax.axvline(at, color=color, ls="--", lw=0.8, label=label if ax is ax_rps else None)
@@ -169,6 +174,8 @@ def render_verdict(summary: Summary, out: Path, console: Console | None = None) 
             f"rollout started at {summary.rollout_started_at_s:g} s, "
             f"exit {summary.rollout_exit} (log: rollout.log)"
         )
+    if summary.fault_at_s is not None:
+        lines.append(f"fault at {summary.fault_at_s:g} s: {summary.fault}")
     if summary.aborted:
         lines.append(f"[bold red]run stopped early:[/] {summary.aborted}")
     parts: list[RenderableType] = ["\n".join(lines)]

@@ -8,6 +8,7 @@ that starts failing mid-run is stopped by the Locust process's watchdog (`abort.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -28,7 +29,7 @@ from gantry.errors import PrerequisiteError
 from gantry.sandbox_state import SandboxState, read_state
 from gantry.service import load_service
 from loadtests import payloads
-from loadtests.expectations import evaluate
+from loadtests.expectations import RunFacts, evaluate
 from loadtests.observers import NullObserver, Observer, Sampler, SandboxObserver
 from loadtests.report import Summary, plot_timeline, write_summary
 from loadtests.scenario import SANDBOX, RunSpec, Scenario
@@ -48,6 +49,7 @@ class Target:
     host: str  # base URL of the service, route prefix included
     observer: Observer
     rollout_cmd: list[str] | None = None  # argv; the version is appended as `--to <v>`
+    fault_cmd: list[str] | None = None  # argv; the fault's kind and target are appended
     n_features: int = 4
 
 
@@ -139,7 +141,8 @@ def run(scenario: Scenario, target: Target, out: Path, console: Console | None =
     """Run `scenario` against `target`, write the report into `out`, return its summary."""
     preflight(scenario.service, target.host, target.n_features)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("load.jsonl", "platform.jsonl", "abort.json", "started.json", "stop"):
+    for stale in ("load.jsonl", "platform.jsonl", "abort.json", "started.json", "stop",
+                  "fault.json"):  # fmt: skip
         (out / stale).unlink(missing_ok=True)
     return _Run(scenario, target, out).execute(console or Console())
 
@@ -150,7 +153,11 @@ class _Run:
     def __init__(self, scenario: Scenario, target: Target, out: Path) -> None:
         self.scenario, self.target, self.out = scenario, target, out
         self.spec = RunSpec(
-            scenario=scenario, host=target.host, out_dir=str(out), n_features=target.n_features
+            scenario=scenario,
+            host=target.host,
+            out_dir=str(out),
+            n_features=target.n_features,
+            request_timeout_s=load_service(scenario.service).request_timeout_s,
         )
         self.started = time.time()
         self.aborted: str | None = None
@@ -158,6 +165,8 @@ class _Run:
         self.rollout: subprocess.Popen[bytes] | None = None
         self.rollout_at: float | None = None  # s after the load started
         self.rollout_end: float | None = None  # epoch s
+        self.fault_at: float | None = None  # s after the load started
+        self.fault_hit: dict[str, Any] | None = None  # what `gantry sandbox fault` hit
         self.tail_from: float | None = None  # epoch s the load ended
 
     def execute(self, console: Console) -> Summary:
@@ -196,6 +205,7 @@ class _Run:
         if self.baseline is None and latest is not None and latest.error is None:
             self.baseline = sum(latest.replicas.values())
         self._drive_rollout(now)
+        self._inject_fault(now)
         if (self.out / "abort.json").exists():
             self.aborted = json.loads((self.out / "abort.json").read_text())["reason"]
         if self.locust.poll() is None:
@@ -225,6 +235,34 @@ class _Run:
         wait = rollout.end_load_after_s
         if wait is not None and now - self.rollout_end >= wait:
             (self.out / "stop").touch()  # the shape ends at its next tick
+
+    def _inject_fault(self, now: float) -> None:
+        """Inject the scenario's fault once, on time; a fault that could not be injected ends
+        the run (a chaos scenario without its fault proves nothing)."""
+        fault = self.scenario.fault
+        if fault is None or self.fault_at is not None or self.locust.poll() is not None:
+            return
+        t = now - _t0(self.out, self.started)
+        if t < fault.at_s:
+            return
+        self.fault_at = t
+        if self.target.fault_cmd is None:
+            self._abort(f"the target cannot inject a {fault.kind} fault (the sandbox can)")
+            return
+        target = fault.target or (self.scenario.service if fault.kind == "replica-kill" else "")
+        argv = [*self.target.fault_cmd, fault.kind, *([target] if target else [])]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        if done.returncode:
+            self._abort(f"the {fault.kind} fault failed: {done.stderr.strip()[-300:]}")
+            return
+        self.fault_hit = json.loads(done.stdout.strip().splitlines()[-1])
+        (self.out / "fault.json").write_text(
+            json.dumps({"at_s": round(t, 1), **self.fault_hit}) + "\n"
+        )
+
+    def _abort(self, reason: str) -> None:
+        self.aborted = reason
+        (self.out / "stop").touch()  # the shape ends at its next tick
 
     def _settled(self, latest: PlatformPoint | None) -> bool:
         """Nothing left to watch: the rollout is over and seen, replicas are back if asked."""
@@ -279,7 +317,14 @@ def _finish(run: _Run) -> Summary:
     requests = sum(p.requests for p in load)
     failures = sum(p.failures for p in load)
     slo_p99_ms = load_service(scenario.service).slo.p99_latency_ms
-    checks = evaluate(scenario.expectations, samples, failures, slo_p99_ms)
+    facts = RunFacts(
+        requests=requests,
+        failure_errors=_locust_failures(out / "locust_failures.csv"),
+        max_latency_ms=_locust_max_ms(out / "locust_stats.csv"),
+        fault_at_s=run.fault_at,
+        replica_deaths=run.target.observer.replica_deaths(),
+    )
+    checks = evaluate(scenario.expectations, samples, failures, slo_p99_ms, facts)
     aborted = run.aborted or (None if requests else "no request completed")
     summary = Summary(
         scenario=scenario.name,
@@ -294,6 +339,8 @@ def _finish(run: _Run) -> Summary:
         checks=checks,
         rollout_started_at_s=None if run.rollout_at is None else round(run.rollout_at, 1),
         rollout_exit=None if run.rollout is None else run.rollout.returncode,
+        fault_at_s=None if run.fault_at is None else round(run.fault_at, 1),
+        fault=run.fault_hit,
     )
     plot_timeline(
         out / "timeline.png",
@@ -301,11 +348,32 @@ def _finish(run: _Run) -> Summary:
         title=f"{scenario.name}: {'PASSED' if summary.passed else 'FAILED'}",
         slo_p99_ms=slo_p99_ms,
         rollout_at_s=summary.rollout_started_at_s,
+        fault=(run.fault_at, scenario.fault.kind) if scenario.fault and run.fault_at else None,
     )
-    reports = ("timeline.png", "timeline.jsonl", "locust.html", "locust_stats.csv", "rollout.log")
+    reports = ("timeline.png", "timeline.jsonl", "locust.html", "locust_stats.csv",
+               "locust_failures.csv", "rollout.log", "fault.json")  # fmt: skip
     summary.files = {name: str(out / name) for name in reports if (out / name).exists()}
     write_summary(out, summary)
     return summary
+
+
+def _locust_failures(path: Path) -> dict[str, int]:
+    """Locust's failures file: each distinct failure message and how often it occurred."""
+    try:
+        with path.open(newline="") as f:
+            return {row["Error"]: int(row["Occurrences"]) for row in csv.DictReader(f)}
+    except (FileNotFoundError, KeyError, ValueError):
+        return {}
+
+
+def _locust_max_ms(path: Path) -> float | None:
+    """The slowest request of the run (Locust's `Aggregated` row), in ms."""
+    try:
+        with path.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("Name") == "Aggregated"]
+        return float(rows[0]["Max Response Time"]) if rows else None
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
 
 
 def resolve_target(
@@ -323,10 +391,13 @@ def resolve_target(
                    scenario.service, "--state-dir", str(state_dir)]  # fmt: skip
         if stack_file is not None:
             rollout += ["--stack-file", str(stack_file)]
+        fault = [sys.executable, "-c", "from gantry.cli import main; main()", "sandbox", "fault",
+                 "--state-dir", str(state_dir)]  # fmt: skip
         return Target(
             host=sandbox.routes[scenario.service].rstrip("/"),
             observer=SandboxObserver(sandbox, scenario.service, state_dir),
             rollout_cmd=rollout,
+            fault_cmd=fault,
         )
     return Target(host=url.rstrip("/"), observer=_cluster_observer(scenario))
 

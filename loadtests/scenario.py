@@ -20,9 +20,11 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from gantry.errors import ConfigError
+from gantry.sandbox_state import FaultKind
 from gantry.validation import format_error
 from loadtests.shapes import MAX_DURATION_S, Shape
 
@@ -55,6 +57,23 @@ class Rollout(_Model):
     `{faults: {error_rate: 0.5}}` (services/common/knobs.py)."""
 
 
+class Fault(_Model):
+    """Inject a fault `at_s` seconds after the load started (sandbox: `gantry sandbox fault`)."""
+
+    at_s: Annotated[float, Field(ge=0, le=MAX_DURATION_S)]
+    kind: FaultKind
+    """replica-kill (SIGKILL one replica), node-loss (a pool node's raylet and everything under
+    it), prometheus-down (SIGKILL Prometheus): sandbox/faults.py."""
+    target: str | None = None
+    """replica-kill: the service (default: the scenario's); node-loss: the pool, e.g. gpu."""
+
+    @model_validator(mode="after")
+    def _target(self) -> Fault:
+        if self.kind == "node-loss" and not self.target:
+            raise ValueError("a node-loss fault needs `target: <pool>`, e.g. gpu")
+        return self
+
+
 class Expectations(_Model):
     """What must hold; every key is optional. Times in s, latencies in ms, replicas counted
     across all versions of the service."""
@@ -73,8 +92,22 @@ class Expectations(_Model):
     """...within this long after users first rise, and stay under it while load lasts."""
     scale_in_within_s: Annotated[float, Field(gt=0)] | None = None
     """Replicas are back to their starting count within this long after the load ended."""
+    recover_after: Literal["rise", "fault", "drop"] = "rise"
+    """Where `recover_within_s` counts from: the load's rise, the fault, or the load's drop
+    back from its peak (the end of a spike)."""
     failed_requests: Annotated[int, Field(ge=0)] | None = None
     """At most this many requests may fail (0: none)."""
+    failed_ratio: Annotated[float, Field(ge=0, le=1)] | None = None
+    """At most this share of requests may fail (0.005: 0.5 %)."""
+    clean_failures: bool | None = None
+    """Every failed request was answered by the platform, with a 5xx or Serve's 408 (its
+    request timeout): none got no answer (closed, client timeout) or a wrong one."""
+    max_latency_ms: Annotated[float, Field(gt=0)] | None = None
+    """The slowest request, failed or not, took at most this long (no hang)."""
+    replaced_within_s: Annotated[float, Field(gt=0)] | None = None
+    """After the fault, replicas and pool nodes are back to their count before it this soon."""
+    replica_deaths: Annotated[int, Field(ge=0)] | None = None
+    """At most this many replicas died unintended (killed, crashed; not a scale-in)."""
     rollout: Literal["promoted", "rolled_back"] | None = None
     """How the rollout must end."""
 
@@ -110,6 +143,7 @@ class Scenario(_Model):
     request, for capacity) or `queries` (1-4 short texts: online traffic, what the service's
     latency SLO is written for)."""
     rollout: Rollout | None = None
+    fault: Fault | None = None
     expectations: Expectations = Expectations()
     abort: Abort = Abort()
     tail_s: Annotated[float, Field(ge=0, le=600)] = 0.0
@@ -127,6 +161,15 @@ class Scenario(_Model):
                 "with `gantry loadtest --target URL`"
             )
         return v
+
+    @model_validator(mode="after")
+    def _fault_expectations(self) -> Scenario:
+        e = self.expectations
+        if self.fault is None and (e.replaced_within_s or e.recover_after == "fault"):
+            raise ValueError("expectations.replaced_within_s and recover_after: fault need a fault")
+        if self.fault is not None and self.fault.at_s >= self.shape.duration_s:
+            raise ValueError(f"fault.at_s {self.fault.at_s:g} must be before shape.duration_s")
+        return self
 
     @property
     def planned_s(self) -> float:
@@ -180,3 +223,5 @@ class RunSpec(_Model):
     ui: bool = False
     n_features: int = 4
     """Classifier input width (features per instance)."""
+    request_timeout_s: float | None = None
+    """The service's own request timeout (serve.yaml), in s: users wait a margin longer."""

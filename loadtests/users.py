@@ -16,11 +16,17 @@ from locust.contrib.fasthttp import FastHttpUser
 
 from loadtests import payloads
 
+# Seconds past the service's request timeout before a user gives up: the gateway's own margin
+# (sandbox/gateway.py SERVER_TIMEOUT_MARGIN_S, 5 s) and then some.
+TIMEOUT_MARGIN_S = 10.0
+
 
 class _ServiceUser(FastHttpUser):
     abstract = True
     wait_time = constant(0)
-    # A hung target fails requests after this long instead of holding users forever (s).
+    # A hung target fails requests after this long instead of holding users forever (s); a run
+    # sets it to the service's own request timeout + TIMEOUT_MARGIN_S, so that the service, not
+    # the client, answers a request it cannot serve in time.
     network_timeout = 20.0
     connection_timeout = 5.0
 

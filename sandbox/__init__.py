@@ -18,7 +18,8 @@ rollout.py (the driver: a ticker around gantry/canary.py's
 state machine) + canary_engine.py (its actions on the sandbox) + rollout_files.py (its status,
 lock and events) + analysis.py (its PromQL checks), lifecycle.py (up/down/status), procs.py
 (PIDs and process sessions), state.py, ports.py, loopback.py (keeps Serve replicas' gRPC
-port on 127.0.0.1).
+port on 127.0.0.1), retry.py (the one wait/retry policy for Ray's dashboard, Serve's REST API
+and Prometheus).
 
 For tools that observe a running sandbox (load tests): read `.gantry/sandbox/state.json`
 (`SandboxState` in gantry/sandbox_state.py, so observers need not import the sandbox; another

@@ -8,7 +8,6 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import requests
 
@@ -16,10 +15,11 @@ from gantry.canary import CanaryStatus, CheckResult, Phase
 from gantry.sandbox_state import Routing, SandboxState, ServiceRouting, app_name
 from gantry.service import LoadHook as LoadHookSpec
 from gantry.service import ServiceSpec, duration_s
+from sandbox import retry
 from sandbox.analysis import run_check
-from sandbox.errors import SandboxError
 from sandbox.lifecycle import Plan, change_routing
 from sandbox.prometheus import PromQL
+from sandbox.retry import Clock
 from sandbox.rollout_files import EventLog
 from sandbox.serving import ServeApi, version_prefix
 from sandbox.state import Paths
@@ -28,14 +28,6 @@ from sandbox.state import Paths
 DRAIN_S = 2.0
 # Seconds a removed application gets to go.
 REMOVE_TIMEOUT_S = 120.0
-
-
-@dataclass(frozen=True)
-class Clock:
-    """Time for the driver and everything it waits on: injected once (tests pass a fake)."""
-
-    now: Callable[[], float] = time.time
-    sleep: Callable[[float], None] = time.sleep
 
 
 class LoadHook:
@@ -87,7 +79,7 @@ class SandboxEngine:
         self.plan, self.paths, self.state, self.spec, self.log = plan, paths, state, spec, log
         self.clock = clock
         self.api = ServeApi(state.urls["dashboard"])
-        self.prom = PromQL(state.urls["prometheus"])
+        self.prom = PromQL(state.urls["prometheus"], retry.CHECK)
         self._hook: LoadHook | None = None
 
     # ------------------------------------------------------------------ routing
@@ -161,13 +153,15 @@ class SandboxEngine:
     def _wait_scraped(self, version: str) -> None:
         app = app_name(self.spec.name, version)
         query = f'count(ray_serve_replica_processing_queries{{application="{app}"}})'
-        deadline = self.clock.now() + self.plan.settings.ready_timeout_s
-        while self.clock.now() < deadline:
-            if self.prom.scalar(query):
-                self.log("metrics_visible", app=app)
-                return
-            self.clock.sleep(1)
-        raise SandboxError(f"Prometheus never saw {app}'s replicas; checks would have no data")
+        retry.until(
+            lambda: self.prom.scalar(query),
+            self.plan.settings.ready_timeout_s,
+            f"Prometheus never saw {app}'s replicas",
+            1,
+            detail="checks would have no data",
+            clock=self.clock,
+        )
+        self.log("metrics_visible", app=app)
 
     def set_weight(self, weight: int) -> None:
         def weigh(r: ServiceRouting) -> None:

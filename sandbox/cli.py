@@ -97,6 +97,14 @@ def status(
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
+    if info.get("problem"):
+        # One line that says what is wrong and what recovers it; status exits 1.
+        err_console.print(
+            f"[bold red]The sandbox is broken:[/] {info['problem']}; "
+            "`gantry sandbox up` recovers it (or `gantry sandbox down`).",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
     if not info["running"]:
         console.print(f"The sandbox is not running (state dir {info['state_dir']}).")
         return
@@ -131,6 +139,34 @@ def down(state_dir: StateDir = None) -> None:
     with step("Stopping the sandbox's processes"):
         n = sandbox_down(paths)
     console.print(f"Stopped {n} processes." if n else "The sandbox was not running.")
+
+
+@sandbox_app.command()
+def fault(
+    kind: Annotated[
+        str, typer.Argument(help="replica-kill, node-loss or prometheus-down.", show_default=False)
+    ],
+    target: Annotated[
+        str | None,
+        typer.Argument(help="replica-kill: a service (embedder); node-loss: a pool (gpu)."),
+    ] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Inject a fault into the running sandbox (SIGKILL, as the real failure): rehearse on-call,
+    or what the chaos scenarios (`gantry loadtest replica-kill`) do under load."""
+    from sandbox.errors import SandboxError
+    from sandbox.faults import inject
+    from sandbox.lifecycle import running_state
+
+    paths = _paths(state_dir)
+    state = running_state(paths)
+    if state is None or not state.ready:
+        fail("the sandbox is not running", "start it first: gantry sandbox up")
+    try:
+        hit = inject(kind, target, paths, state)
+    except SandboxError as err:
+        fail(str(err), err.hint)
+    typer.echo(json.dumps({"fault": kind, **hit}))
 
 
 def rollout(
@@ -232,16 +268,20 @@ def _print_event(e: dict[str, Any]) -> None:
     kind = e["event"]
     if kind == "check":
         mark = "[green]pass[/]" if e["passed"] else "[red]FAIL[/]"
-        detail = "; ".join(
-            f"{r['name']}={'no data' if r['value'] is None else format(r['value'], '.4g')}"
-            for r in e["results"]
-        )
+        detail = "; ".join(f"{r['name']}={_value(r)}" for r in e["results"])
         err_console.print(f"  check at {e['canary_weight']:>3} %: {mark}  {detail}")
     elif kind == "weight":
         err_console.print(f"  weight -> canary {e['canary_weight']} %")
     else:
         rest = {k: v for k, v in e.items() if k not in {"ts", "event"}}
         err_console.print(f"[{style.get(kind, 'bold')}]{kind}[/] {rest}")
+
+
+def _value(result: dict[str, Any]) -> str:
+    """A check's value, or why it has none (no data; the query failed)."""
+    if result["value"] is None:
+        return str(result.get("detail") or "no data")
+    return format(result["value"], ".4g")
 
 
 def register(app: typer.Typer) -> None:

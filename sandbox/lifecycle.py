@@ -27,7 +27,7 @@ from gantry.pools import PoolScheduling, pool_facts
 from gantry.sandbox_state import Proc, Routing, SandboxState, ServiceRouting
 from gantry.service import ServiceSpec, load_services
 from gantry.stack import GantryConfig, SandboxSettings
-from sandbox import gateway, procs, prometheus, raycluster
+from sandbox import gateway, procs, prometheus, raycluster, retry
 from sandbox import ports as portlib
 from sandbox.errors import SandboxError
 from sandbox.raycluster import LOOPBACK
@@ -61,6 +61,50 @@ class Plan:
         return serve_document(self.specs, routing, self.pools, serve_port)
 
 
+# Recorded processes that end by design: a detached rollout driver.
+MAY_EXIT = {"rollout"}
+
+
+def exited(state: SandboxState) -> list[str]:
+    """The recorded processes that should run and do not."""
+    return [p.name for p in state.procs if p.name not in MAY_EXIT and not procs.alive(p)]
+
+
+def problem(state: SandboxState) -> str | None:
+    """What is wrong with a recorded sandbox, in one line; None when every process runs."""
+    dead = exited(state)
+    if not dead:
+        return None
+    if len(dead) == len([p for p in state.procs if p.name not in MAY_EXIT]):
+        return "every process has exited (stale state: a reboot, or killed)"
+    names = ", ".join(f"{p.name} (pid {p.pid})" for p in state.procs if p.name in dead)
+    return f"{names} exited"
+
+
+def _start_prometheus(paths: Paths, state: SandboxState, prom_bin: str) -> None:
+    """Start Prometheus on its recorded port with its written config and data (kept on a
+    restart), record it, and wait until it is ready."""
+    log = paths.logs / "prometheus.log"
+    data = paths.prometheus_dir / "data"
+    argv = prometheus.argv(prom_bin, paths.prometheus_config, data, state.ports["prometheus"])
+    state.procs = [p for p in state.procs if p.name != "prometheus"]
+    state.procs.append(procs.start("prometheus", argv, {}, log))
+    paths.write_state(state)
+    try:
+        prometheus.wait_ready(state.urls["prometheus"], 60)
+    except SandboxError as err:
+        raise SandboxError(f"{err}; see {log}") from None
+
+
+def _start_gateway(paths: Paths, state: SandboxState, haproxy_bin: str) -> None:
+    """Start HAProxy with its written config and maps, record it, wait until it routes."""
+    log = paths.logs / "gateway.log"
+    state.procs = [p for p in state.procs if p.name != "gateway"]
+    state.procs.append(procs.start("gateway", paths.gateway.argv(haproxy_bin), {}, log))
+    paths.write_state(state)
+    paths.gateway.wait_ready(30, f"see {log}")
+
+
 def running_state(paths: Paths) -> SandboxState | None:
     """The recorded state if any recorded process still runs."""
     state = paths.read_state()
@@ -72,20 +116,16 @@ def running_state(paths: Paths) -> SandboxState | None:
 def _wait_http(
     url: str, timeout_s: float, what: str, log: Path | None = None, proc: Proc | None = None
 ) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         if proc is not None and not procs.alive(proc):
             raise SandboxError(f"{what} exited while starting: {_last_line(log)}; see {log}")
         # `ray start` prints this once its node registered; the dashboard answers earlier.
         started = log is None or proc is None or RAY_STARTED in log.read_text(errors="replace")
-        try:
-            if started and requests.get(url, timeout=3).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    where = f"; see {log}" if log else ""
-    raise SandboxError(f"{what} did not come up within {timeout_s:.0f}s{where}")
+        # Any answer but 200 is "not yet" (a model still loading, a route not there yet).
+        return started and requests.get(url, timeout=3).status_code == 200
+
+    where = f"see {log}" if log else ""
+    retry.until(answers, timeout_s, f"{what} did not come up", 0.5, detail=where)
 
 
 RAY_STARTED = "Ray runtime started"
@@ -109,18 +149,32 @@ def up(plan: Plan, paths: Paths, step: Step = _quiet_step) -> SandboxState:
 
 
 def _up_locked(plan: Plan, paths: Paths, step: Step) -> SandboxState:
-    existing = running_state(paths)
-    if existing:
-        raise SandboxError(
-            f"the sandbox is already running (state in {paths.state_file})",
-            "use it (`gantry sandbox status`) or stop it first: gantry sandbox down",
-        )
     prom_bin = prometheus.binary()
     if prom_bin is None:
         raise SandboxError("`prometheus` is not installed (not on PATH)", prometheus.INSTALL_HINT)
     haproxy_bin = gateway.binary()
     if haproxy_bin is None:
         raise SandboxError("HAProxy (the sandbox's gateway) is not installed", gateway.INSTALL_HINT)
+    existing = paths.read_state()
+    if existing is not None:
+        dead = exited(existing)
+        if not dead and existing.ready:
+            raise SandboxError(
+                f"the sandbox is already running (state in {paths.state_file})",
+                "use it (`gantry sandbox status`) or stop it first: gantry sandbox down",
+            )
+        if existing.ready and set(dead) <= {"prometheus", "gateway"}:
+            # Their config and data are on disk: restart them alone; Ray and Serve run on.
+            with step(f"Restarting the sandbox's {', '.join(dead)} (the rest runs on)"):
+                if "prometheus" in dead:
+                    _start_prometheus(paths, existing, prom_bin)
+                if "gateway" in dead:
+                    _start_gateway(paths, existing, haproxy_bin)
+            return existing
+        # Broken (its Ray head died) or stale (a reboot): stop what is left of it, start anew.
+        with step(f"Clearing the previous sandbox ({problem(existing) or 'never became ready'})"):
+            procs.stop(existing.procs)
+            paths.state_file.unlink(missing_ok=True)
     s = plan.settings
     try:
         ports = portlib.allocate(
@@ -179,29 +233,20 @@ def _up_locked(plan: Plan, paths: Paths, step: Step) -> SandboxState:
         with step(f"Node pools {others} under Ray's autoscaler ({paths.autoscaler_config.name})"):
             _wait_autoscaler(urls["dashboard"], s.ready_timeout_s, paths.logs / "ray-head.log")
         with step(f"Prometheus on {urls['prometheus']}"):
-            prom_dir = paths.prometheus_dir
             # A new sandbox starts with no metrics: series of a previous run's apps (same names)
             # would otherwise answer the canary checks for up to 5 minutes.
-            shutil.rmtree(prom_dir, ignore_errors=True)
-            prom_dir.mkdir()
-            rules = prom_dir / "rules.yaml"
+            shutil.rmtree(paths.prometheus_dir, ignore_errors=True)
+            paths.prometheus_dir.mkdir()
+            rules = paths.prometheus_dir / "rules.yaml"
             rules.write_text(yaml.safe_dump(prometheus.sandbox_rules(), sort_keys=False))
-            cfg_file = prom_dir / "prometheus.yml"
-            cfg_file.write_text(
+            paths.prometheus_config.write_text(
                 yaml.safe_dump(
                     prometheus.config(
                         prometheus.discovery_file(temp_dir), s.scrape_interval_s, [rules]
                     )
                 )
             )
-            log = paths.logs / "prometheus.log"
-            argv = prometheus.argv(prom_bin, cfg_file, prom_dir / "data", ports["prometheus"])
-            state.procs.append(procs.start("prometheus", argv, {}, log))
-            paths.write_state(state)
-            try:
-                prometheus.wait_ready(urls["prometheus"], 60)
-            except SandboxError as err:
-                raise SandboxError(f"{err}; see {log}") from None
+            _start_prometheus(paths, state, prom_bin)
         routing = Routing(
             services={n: ServiceRouting(stable=sp.version) for n, sp in plan.specs.items()}
         )
@@ -215,10 +260,7 @@ def _up_locked(plan: Plan, paths: Paths, step: Step) -> SandboxState:
             )
             gw.write(routing, ports["serve"], upstreams)
             gw.check(haproxy_bin)
-            log = paths.logs / "gateway.log"
-            state.procs.append(procs.start("gateway", gw.argv(haproxy_bin), {}, log))
-            paths.write_state(state)
-            gw.wait_ready(30, f"see {log}")
+            _start_gateway(paths, state, haproxy_bin)
         api = ServeApi(urls["dashboard"])
         apps = [a["name"] for a in plan.serve_document(routing, 0)["applications"]]
         with step(f"Serve applications {apps}"):
@@ -245,14 +287,12 @@ def _up_locked(plan: Plan, paths: Paths, step: Step) -> SandboxState:
 
 def _wait_autoscaler(dashboard: str, timeout_s: float, log: Path) -> None:
     """Ray's autoscaler (the monitor) reports its first cluster status."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(requests.RequestException, ValueError):
-            r = requests.get(f"{dashboard}/api/cluster_status", timeout=3)
-            if r.status_code == 200 and (r.json().get("data") or {}).get("clusterStatus"):
-                return
-        time.sleep(0.5)
-    raise SandboxError(f"Ray's autoscaler did not report within {timeout_s:.0f}s; see {log}")
+
+    def reported() -> bool:
+        r = requests.get(f"{dashboard}/api/cluster_status", timeout=3)
+        return r.status_code == 200 and bool((r.json().get("data") or {}).get("clusterStatus"))
+
+    retry.until(reported, timeout_s, "Ray's autoscaler did not report", 0.5, detail=f"see {log}")
 
 
 def deploy(
@@ -314,6 +354,7 @@ def status(paths: Paths) -> dict[str, Any]:
     out: dict[str, Any] = {
         "running": any(p["alive"] for p in proc_info),
         "ready": state.ready,
+        "problem": problem(state),
         "state_dir": state.state_dir,
         "ray_temp_dir": state.ray_temp_dir,
         "gcs_address": state.gcs_address,

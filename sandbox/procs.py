@@ -12,13 +12,14 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import psutil
 
 from gantry.sandbox_state import Proc
+from sandbox import retry
+from sandbox.errors import SandboxError
 
 
 def start(name: str, argv: list[str], env: dict[str, str], log: Path) -> Proc:
@@ -79,9 +80,9 @@ def stop(procs: Iterable[Proc], grace_s: float = 10.0) -> int:
 
 
 def wait_exit(proc: Proc, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not alive(proc):
-            return True
-        time.sleep(0.2)
-    return False
+    """Whether `proc` exited within `timeout_s`."""
+    try:
+        retry.until(lambda: not alive(proc), timeout_s, f"{proc.name} did not exit", 0.2)
+    except SandboxError:
+        return False
+    return True

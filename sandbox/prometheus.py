@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import requests
 import yaml
 
 from gantry import project
-from sandbox.errors import SandboxError
+from sandbox import retry
 from sandbox.raycluster import LOOPBACK
 
 INSTALL_HINT = "install it: sudo apt-get install -y prometheus   (or put a `prometheus` on PATH)"
@@ -103,28 +102,33 @@ def argv(binary_path: str, config_file: Path, data_dir: Path, port: int) -> list
 
 
 def wait_ready(url: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/-/ready", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise SandboxError(f"Prometheus at {url} not ready after {timeout_s:.0f}s")
+    """Until Prometheus says it is ready (503 while it starts)."""
+
+    def ready() -> bool:
+        return requests.get(f"{url}/-/ready", timeout=2).status_code == 200
+
+    retry.until(ready, timeout_s, f"Prometheus at {url} was not ready", 0.3)
 
 
 class PromQL:
-    """Instant queries against the sandbox's Prometheus."""
+    """Instant queries against the sandbox's Prometheus, retried by `policy` (sandbox/retry.py)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, policy: retry.Policy = retry.CALL) -> None:
         self._url = f"{url}/api/v1/query"
+        self._policy = policy
 
     def scalar(self, query: str) -> float | None:
-        """The single value of `query`, or None when it has no data (or NaN)."""
-        r = requests.get(self._url, params={"query": query}, timeout=10)
-        r.raise_for_status()
-        result = r.json()["data"]["result"]
+        """The single value of `query`, or None when it has no data (or NaN). Raises
+        `Unavailable` when Prometheus failed for the whole policy, HTTPError on a 4xx (a bad
+        query: Prometheus' reason in its body)."""
+
+        def get() -> requests.Response:
+            r = requests.get(self._url, params={"query": query}, timeout=10)
+            r.raise_for_status()
+            return r
+
+        answer = retry.call(get, f"Prometheus ({self._url})", self._policy)
+        result = answer.json()["data"]["result"]
         if not result:
             return None
         value = float(result[0]["value"][1])

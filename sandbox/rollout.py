@@ -11,12 +11,16 @@ policy does (phases, when to step, count a failure, promote or roll back, pause)
   pool node's exporter is slow, and checks before that would fail for no fault of the canary's);
 - SET_WEIGHT: the canary's weight at the gateway, changed in place (sandbox/gateway.py);
   PROMOTE: 100 %;
-- RUN_CHECKS: each metric check as PromQL (sandbox/analysis.py; no data fails), while the load
-  webhook sends traffic straight to the canary (from the first step until the analysis ends);
+- RUN_CHECKS: each metric check as PromQL (sandbox/analysis.py; no data fails, and so does a
+  query that still fails after its retries), while the load webhook sends traffic straight to
+  the canary (from the first step until the analysis ends);
 - FINALISE: the canary becomes the stable version and the old version's application is removed;
 - ROLL_BACK: 0 % to the canary, then its application is removed.
 An application is only removed once the gateway stopped sending it traffic (`DRAIN_S`), so no
-request is dropped.
+request is dropped. Every call to Ray's dashboard and Prometheus retries a transient failure (a
+500 while it is busy, a reset connection: sandbox/retry.py), so a blip neither ends the rollout
+nor, through a check, counts against the canary unless it outlasts the retries; an error that
+reaches the ticker rolls back.
 
 Resume: after each action the driver saves the status atomically to
 `<state>/rollouts/<service>.status.json` (beside `routing.json`). Every action is idempotent, so
@@ -55,9 +59,10 @@ from gantry.canary import Action, CanaryStatus, CheckResult, Do, Outcome, Phase
 from gantry.errors import GantryError
 from gantry.sandbox_state import SandboxState, ServiceRouting
 from gantry.service import Canary
-from sandbox.canary_engine import Clock, SandboxEngine
+from sandbox.canary_engine import SandboxEngine
 from sandbox.errors import SandboxError
 from sandbox.lifecycle import Plan
+from sandbox.retry import Clock
 from sandbox.rollout_files import Emit, EventLog, RolloutFiles
 from sandbox.state import Paths
 
@@ -355,7 +360,8 @@ def _uninterruptible() -> Iterator[None]:
 
 
 def _result(r: CheckResult) -> dict[str, Any]:
-    return {"name": r.name, "value": r.value, "min": r.min, "max": r.max, "passed": r.passed}
+    out = {"name": r.name, "value": r.value, "min": r.min, "max": r.max, "passed": r.passed}
+    return {**out, "detail": r.detail} if r.detail else out
 
 
 # ---------------------------------------------------------------- for the CLI

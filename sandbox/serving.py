@@ -11,7 +11,7 @@ only the difference, so adding a canary leaves the stable version's replicas alo
 from __future__ import annotations
 
 import copy
-import time
+import dataclasses
 from typing import Any
 
 import requests
@@ -21,7 +21,7 @@ from gantry.pools import PoolScheduling
 from gantry.sandbox_state import Routing, app_name
 from gantry.service import ServiceSpec
 from gantry.validation import deep_merge
-from sandbox import loopback
+from sandbox import loopback, retry
 from sandbox.errors import SandboxError
 from sandbox.raycluster import LOOPBACK, pool_resource
 
@@ -29,6 +29,15 @@ from sandbox.raycluster import LOOPBACK, pool_resource
 # Ray turns `worker_process_setup_hook` into this env var only for a driver's `ray.init`, not
 # for an application's runtime_env, so the sandbox sets the variable itself.
 LOOPBACK_ENV_VARS = {WORKER_PROCESS_SETUP_HOOK_ENV_VAR: loopback.HOOK}
+
+# Seconds one PUT of the Serve config may take: the first one starts Serve's controller and proxy,
+# slow on a busy machine.
+DEPLOY_TIMEOUT_S = 180
+# The PUT's retries (sandbox/retry.py): CALL's budget after one PUT that timed out (Serve's
+# controller is up by then, so the next PUT is quick).
+DEPLOY = dataclasses.replace(retry.CALL, budget_s=DEPLOY_TIMEOUT_S + retry.CALL.budget_s)
+# Seconds between two looks at Serve's applications while waiting for them.
+POLL_S = 1.0
 
 
 def version_prefix(service: str, version: str) -> str:
@@ -114,59 +123,56 @@ class ServeApi:
     def __init__(self, dashboard_url: str) -> None:
         self._url = f"{dashboard_url}/api/serve/applications/"
 
-    def deploy(self, document: dict[str, Any], attempts: int = 4) -> None:
-        """PUT the config. Idempotent (declarative), so transient failures are retried: the
-        dashboard answers 500 while its Serve module (re)starts, which takes long when busy."""
-        problem = ""
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(5 * attempt)
-            try:
-                # The first PUT starts Serve's controller and proxy: slow on a busy machine.
-                r = requests.put(self._url, json=document, timeout=180)
-            except requests.RequestException as err:
-                problem = f"Serve's REST API ({self._url}) did not answer: {err!r}"
-                continue
-            if r.status_code < 300:
-                return
-            problem = f"Serve rejected the config ({r.status_code}): {r.text[:500]}"
-            if r.status_code < 500:
-                break
-        raise SandboxError(problem)
+    def deploy(self, document: dict[str, Any]) -> None:
+        """PUT the config. Idempotent (declarative), so transient failures are retried (`DEPLOY`):
+        the dashboard answers 500 while its Serve module (re)starts, which takes long when busy.
+        Serve's rejection of the config (a 4xx) is reported at once, in its words."""
+
+        def put() -> None:
+            requests.put(self._url, json=document, timeout=DEPLOY_TIMEOUT_S).raise_for_status()
+
+        try:
+            retry.call(put, f"Serve's REST API ({self._url})", DEPLOY)
+        except requests.HTTPError as err:  # a 4xx: not transient (retry.is_transient)
+            r = err.response
+            assert r is not None  # raise_for_status() raised it
+            raise SandboxError(
+                f"Serve rejected the config ({r.status_code}): {r.text[:500]}"
+            ) from None
 
     def status(self) -> dict[str, Any]:
+        """One GET, not retried: the waits below poll it (a transient failure is "not yet"), and
+        `gantry sandbox status` shows at once what it gets."""
         r = requests.get(self._url, timeout=10)
         r.raise_for_status()
         return dict(r.json())
 
     def wait_running(self, apps: list[str], timeout_s: float) -> dict[str, Any]:
         """Wait until every app in `apps` is RUNNING; raise with Serve's message if one fails."""
-        deadline = time.monotonic() + timeout_s
         last: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            try:
-                last = self.status().get("applications") or {}
-            except requests.RequestException:
-                time.sleep(1)
-                continue
-            states = {a: (last.get(a) or {}).get("status") for a in apps}
-            failed = [a for a, s in states.items() if s == "DEPLOY_FAILED"]
+
+        def states() -> dict[str, Any]:
+            return {a: (last.get(a) or {}).get("status") for a in apps}
+
+        def running() -> bool:
+            nonlocal last
+            last = self.status().get("applications") or {}
+            failed = [a for a, s in states().items() if s == "DEPLOY_FAILED"]
             if failed:
                 msg = (last[failed[0]].get("message") or "").strip().splitlines()
                 raise SandboxError(
                     f"Serve app {failed[0]} failed to deploy: {' '.join(msg)[-600:]}"
                 )
-            if all(s == "RUNNING" for s in states.values()):
-                return last
-            time.sleep(1)
-        states = {a: (last.get(a) or {}).get("status") for a in apps}
-        raise SandboxError(f"Serve apps not RUNNING after {timeout_s:.0f}s: {states}")
+            return all(s == "RUNNING" for s in states().values())
+
+        retry.until(
+            running, timeout_s, "Serve apps not RUNNING", POLL_S, detail=lambda: str(states())
+        )
+        return last
 
     def wait_deleted(self, apps: list[str], timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        def gone() -> bool:
             present = self.status().get("applications") or {}
-            if not any(a in present for a in apps):
-                return
-            time.sleep(1)
-        raise SandboxError(f"Serve apps {apps} still present after {timeout_s:.0f}s")
+            return not any(a in present for a in apps)
+
+        retry.until(gone, timeout_s, f"Serve apps {apps} were not removed", POLL_S)

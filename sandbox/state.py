@@ -50,6 +50,10 @@ class Paths:
         return self.root / "prometheus"
 
     @property
+    def prometheus_config(self) -> Path:
+        return self.prometheus_dir / "prometheus.yml"
+
+    @property
     def routing(self) -> Path:
         return self.root / ROUTING_FILE
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +119,17 @@ def services_dir(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+@pytest.fixture(scope="session")
+def e2e_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real sandbox (both services, short timings) for every end-to-end test of the session:
+    tests/sandbox/e2e_sandbox.py. Started on first use, stopped at the end of the session."""
+    from tests.sandbox.e2e_sandbox import new_sandbox
+
+    sb = new_sandbox(tmp_path_factory.mktemp("e2e-sandbox"))
+    try:
+        sb.up()
+        yield sb
+    finally:
+        sb.down()

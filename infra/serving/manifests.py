@@ -480,6 +480,23 @@ def _json(body: Any) -> str:
     return json.dumps(body, separators=(",", ":"))
 
 
+def go_duration(seconds: float) -> str:
+    """Seconds as a Go duration Istio accepts: `35s`, or `2500ms` for a fraction."""
+    return f"{int(seconds)}s" if float(seconds).is_integer() else f"{round(seconds * 1000)}ms"
+
+
+def retry_policy(spec: ServiceSpec) -> dict[str, Any]:
+    """The Canary's `service.retries` (Istio HTTPRetry). Always rendered, so the policy is the
+    service.yaml's: with none, Istio applies its own default (no per-try timeout, no `reset`).
+    `attempts: 0` turns retries off."""
+    r = spec.retries
+    return {
+        "attempts": r.attempts,
+        "perTryTimeout": go_duration(spec.per_try_timeout_s),
+        "retryOn": ",".join(r.retry_on),
+    }
+
+
 def canary(spec: ServiceSpec, ctx: ServingContext) -> dict[str, Any]:
     c = spec.canary
     metrics = []
@@ -539,12 +556,9 @@ def canary(spec: ServiceSpec, ctx: ServingContext) -> dict[str, Any]:
                 "portName": "http",
                 "gateways": [ctx.gateway, "mesh"],
                 "hosts": [ctx.host, spec.name],
-                # Serve answers 503 while a replica warms up; retry those once elsewhere.
-                "retries": {
-                    "attempts": 2,
-                    "perTryTimeout": "30s",
-                    "retryOn": "gateway-error,connect-failure,refused-stream",
-                },
+                # Flagger copies both into the VirtualService's route (service.yaml `retries`).
+                "retries": retry_policy(spec),
+                "timeout": go_duration(spec.route_timeout_s),
             },
             "analysis": {
                 "interval": c.interval,

@@ -104,6 +104,14 @@ def test_deep_merge_replaces_lists_and_scalars_and_merges_maps() -> None:
             "serve.readiness_path: path 'ready' must start with /",
         ),
         ({"slo__success_rate_percent": 101}, "slo.success_rate_percent: Input should be less"),
+        ({"retries__per_try_timeout_s": 10}, "retries.per_try_timeout_s: 10 s must exceed"),
+        ({"retries__retry_on": ["reset", 200]}, "retries.retry_on[1]: status code 200 is not"),
+        ({"retries__retry_on": ["resets"]}, "retries.retry_on[0]: 'resets' is neither an HTTP"),
+        (
+            {"retries__retry_on": ["retriable-status-codes"]},
+            "retries.retry_on: retriable-status-codes needs a status code",
+        ),
+        ({"retries__attempts": -1}, "retries.attempts: Input should be greater than or equal"),
     ],
 )
 def test_a_bad_file_names_the_file_and_key(
@@ -123,6 +131,28 @@ def test_a_bad_override_names_the_stack_key(services_dir: Callable[..., Path]) -
     entry = ServiceEntry(overrides={"autoscaling": {"max_replicas": 0}})
     with pytest.raises(ServiceSpecError, match=r"^gantry:services\.svc\.overrides\.autoscaling"):
         load_service("svc", entry, root)
+
+
+def test_a_bad_retry_override_names_the_stack_key(services_dir: Callable[..., Path]) -> None:
+    root = services_dir("svc")
+    entry = ServiceEntry(overrides={"retries": {"per_try_timeout_s": 5}})
+    with pytest.raises(
+        ServiceSpecError,
+        match=r"^gantry:services\.svc\.overrides\.retries\.per_try_timeout_s: 5 s must exceed",
+    ):
+        load_service("svc", entry, root)
+
+
+def test_retry_timeouts_derive_from_serve_yaml(services_dir: Callable[..., Path]) -> None:
+    """Unset, a try outlasts Serve's request timeout by 5 s; the route outlasts every try."""
+    for name in SHIPPED:
+        spec = load_service(name)
+        assert spec.retries.per_try_timeout_s is None
+        assert spec.per_try_timeout_s == spec.request_timeout_s + 5
+        assert spec.route_timeout_s == 3 * spec.per_try_timeout_s + 1  # 2 retries' back-off
+    spec = load_service("svc", None, services_dir("svc", retries={"per_try_timeout_s": 12}))
+    assert spec.per_try_timeout_s == 12
+    assert spec.retries.retry_on == ["connect-failure", "refused-stream", "reset"]
 
 
 def test_missing_files_and_unknown_pools_are_named(services_dir: Callable[..., Path]) -> None:

@@ -10,17 +10,26 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeTarget:
-    """mode: `ok`; `fail_after` (500s after `after_s`); `hang_after` (no answer after `after_s`)."""
+    """mode: `ok`; `fail_after` (500s after `after_s`); `hang_after` (no answer after `after_s`).
+    In any mode, `PUT /fault` (what a test's fault command sends) makes it answer 503 with a
+    JSON error for `FAULT_S`."""
+
+    FAULT_S = 1.0
 
     def __init__(self, mode: str = "ok", after_s: float = 0.0) -> None:
         self.mode, self.after_s = mode, after_s
         self.started = time.time()
         self.requests = 0
+        self.faulted_at: float | None = None
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
                 pass
+
+            def do_PUT(self) -> None:
+                outer.faulted_at = time.time()
+                self._reply(200, {"faulted": True})
 
             def do_POST(self) -> None:
                 outer.requests += 1
@@ -31,6 +40,9 @@ class FakeTarget:
                     return
                 if outer.mode == "fail_after" and late:
                     self._reply(500, {"error": "injected"})
+                    return
+                if outer.faulted_at and time.time() - outer.faulted_at < outer.FAULT_S:
+                    self._reply(503, {"error": {"message": "no replica", "code": 503}})
                     return
                 texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
                 data = [

@@ -40,3 +40,23 @@ def step_run(
             )
         )
     return out
+
+
+def fault_run(*, replaced_at: int | None = 30, slow_until: int = 28) -> list[Sample]:
+    """4 users for 70 s; a fault at t=20 takes a replica and its gpu node, back at `replaced_at`;
+    p99 over the SLO from the fault until `slow_until`."""
+    out = []
+    for t in range(80):
+        users = 4 if t < 70 else None
+        lost = t >= 20 and (replaced_at is None or t < replaced_at)
+        p99 = None if users is None else 3500.0 if 20 <= t < slow_until else 600.0
+        out.append(
+            Sample(
+                t=t,
+                users=users,
+                p99_ms=p99,
+                replicas={"v1": 1 if lost else 2},
+                nodes={"cpu": 1, "gpu": 1 if lost else 2},
+            )
+        )
+    return out

@@ -2,11 +2,18 @@
 
 from pathlib import Path
 
-from loadtest_timelines import step_run
+from loadtest_timelines import fault_run, step_run
 
-from loadtests.expectations import Check, evaluate, reference_points
+from loadtests.expectations import Check, RunFacts, evaluate, reference_points
 from loadtests.scenario import Expectations
-from loadtests.timeline import LoadPoint, PlatformPoint, merge, read_timeline, write_timeline
+from loadtests.timeline import (
+    LoadPoint,
+    PlatformPoint,
+    Sample,
+    merge,
+    read_timeline,
+    write_timeline,
+)
 
 SLO_MS = 2000  # the service's p99 SLO in these runs
 
@@ -178,3 +185,61 @@ def test_a_recorded_sandbox_rollout() -> None:
     canary_weights = [s.weights["v2"] for s in samples if s.weights and "v2" in s.weights]
     assert sorted(set(canary_weights)) == [0.0, 25.0, 50.0, 100.0]
     assert samples[-1].replicas == {"v2": 1}  # v1 removed after the promotion
+
+
+CHAOS = Expectations(
+    replaced_within_s=15,
+    p99_within_slo=True,
+    recover_within_s=30,
+    recover_after="fault",
+    failed_ratio=0.005,
+    clean_failures=True,
+    max_latency_ms=30000,
+    replica_deaths=0,
+)
+
+
+def test_a_fault_is_measured_from_when_it_was_injected() -> None:
+    facts = RunFacts(requests=1000, fault_at_s=20, max_latency_ms=900.0, replica_deaths=0)
+    checks = by_name(evaluate(CHAOS, fault_run(), failures=3, slo_p99_ms=SLO_MS, facts=facts))
+    assert all(c.passed for c in checks.values()), checks
+    assert checks["replaced_within_s"].measured == 10.0  # lost at 20, whole again at 30
+    assert checks["p99_within_slo"].measured == 8.0  # under the SLO from t=28 on
+    assert checks["failed_ratio"].measured == 0.003
+
+
+def test_a_fault_that_is_never_repaired_fails_and_says_so() -> None:
+    facts = RunFacts(requests=1000, fault_at_s=20, max_latency_ms=900.0, replica_deaths=2)
+    run = fault_run(replaced_at=None, slow_until=80)
+    checks = by_name(evaluate(CHAOS, run, failures=9, slo_p99_ms=SLO_MS, facts=facts))
+    assert not checks["replaced_within_s"].passed
+    assert "never back to: 2 replicas" in checks["replaced_within_s"].detail
+    assert not checks["p99_within_slo"].passed
+    assert not checks["failed_ratio"].passed  # 0.9 % > 0.5 %
+    assert not checks["replica_deaths"].passed
+
+
+def test_only_answered_5xx_and_timeouts_are_clean_failures() -> None:
+    clean = {
+        'CatchResponseError(\'HTTP 503: {"error": {"message": "busy"}}\')': 6,
+        "CatchResponseError('HTTP 408: Request 1f3 timed out after 30.0s.')": 1,
+    }
+    hung = {'CatchResponseError("no response: ConnectionResetError(104)")': 1}
+    exp = Expectations(clean_failures=True, max_latency_ms=30000)
+    ok = by_name(evaluate(exp, fault_run(), 7, facts=RunFacts(failure_errors=clean)))
+    assert ok["clean_failures"].passed and ok["clean_failures"].measured == 0
+    bad = by_name(evaluate(exp, fault_run(), 8, facts=RunFacts(failure_errors=clean | hung)))
+    assert not bad["clean_failures"].passed and "no response" in bad["clean_failures"].detail
+    assert bad["max_latency_ms"].measured is None  # Locust's statistics missing: not a pass
+    assert not bad["max_latency_ms"].passed
+
+
+def test_recovery_counts_from_the_load_dropping_back() -> None:
+    # A spike: 4 users, 16 from t=10 to t=30, then 4 again; p99 over the SLO until t=36.
+    run = [
+        Sample(t=t, users=16 if 10 <= t < 30 else 4, p99_ms=3500.0 if 10 <= t < 36 else 600.0)
+        for t in range(60)
+    ]
+    exp = Expectations(p99_within_slo=True, recover_within_s=10, recover_after="drop")
+    check = evaluate(exp, run, 0, slo_p99_ms=SLO_MS)[0]
+    assert (check.passed, check.measured) == (True, 6.0)

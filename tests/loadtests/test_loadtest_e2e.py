@@ -1,19 +1,20 @@
 """`gantry loadtest` end to end on a real sandbox (Ray, Ray Serve, Prometheus, the embedder).
 
-The smoke scenario runs in `make test`; the long ones (marked `loadtest`) in `make loadtest`.
-The sandbox runs the embedder only, with the stack's timings shortened through config
-(Serve's downscale delay, the canary interval, Ray's node idle timeout), never through a test
-mode in code. Each scenario runs through the real command and is judged by its own verdict.
-Order matters: the faulty canary (v2) is rolled back, so v1 is still stable when the next test
-rolls out v2 and expects it promoted.
+The smoke scenario runs in `make test`; the long ones (marked `loadtest`: autoscaling, rollouts
+and the chaos scenarios) in `make loadtest`. The sandbox is the session's shared one
+(tests/sandbox/e2e_sandbox.py), its timings shortened through config, never through a test mode
+in code. Each scenario runs through the real command and is judged by its own verdict.
+Order matters: the faulty canary and the canary without metrics (v2) are rolled back, so v1 is
+still stable when the rollout test rolls out v2 and expects it promoted.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -22,22 +23,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 GANTRY = [sys.executable, "-c", "from gantry.cli import main; main()"]
-
-# Short timings for a test sandbox, as stack-config overrides (same keys as service.yaml).
-EMBEDDER_OVERRIDES = {
-    "autoscaling": {"scale_down": {"stabilization_s": 15}},  # s before removing a replica
-    "canary": {
-        "interval": "8s",
-        "threshold": 2,
-        "stepWeight": 25,
-        "maxWeight": 50,
-        "metrics": [
-            {"name": "request-success-rate", "interval": "15s"},
-            {"name": "request-duration", "interval": "15s"},
-            {"name": "serve-error-rate", "thresholdRange": {"max": 1}, "interval": "15s"},
-        ],
-    },
-}
+SCENARIOS = REPO / "loadtests" / "scenarios"
 
 pytestmark = pytest.mark.e2e
 
@@ -53,24 +39,13 @@ def _gantry(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """A running sandbox with the embedder. Stopped after the module."""
-    root = tmp_path_factory.mktemp("lt")
-    doc = yaml.safe_load((REPO / "Pulumi.sandbox.yaml").read_text())
-    doc["config"]["gantry:services"] = {"embedder": {"overrides": EMBEDDER_OVERRIDES}}
-    doc["config"]["gantry:sandbox"] = {**(doc["config"].get("gantry:sandbox") or {}),
-                                       "idle_timeout_s": 15}  # fmt: skip
-    stack = root / "Pulumi.loadtest.yaml"
-    stack.write_text(yaml.safe_dump(doc))
-    state = root / "s"
-    try:
-        up = _gantry("sandbox", "up", "--state-dir", str(state), "--stack-file", str(stack),
-                     timeout=420)  # fmt: skip
-        assert up.returncode == 0, f"sandbox up failed:\n{up.stdout}\n{up.stderr}"
-        yield Sandbox(state, stack)
-    finally:
-        _gantry("sandbox", "down", "--state-dir", str(state), timeout=120)
+@pytest.fixture
+def sandbox(e2e_sandbox: Any) -> Sandbox:
+    """The session's running sandbox (tests/sandbox/e2e_sandbox.py): both services, short
+    canary and autoscaling timings."""
+    if not e2e_sandbox.running:
+        e2e_sandbox.up()
+    return Sandbox(e2e_sandbox.paths.root, e2e_sandbox.stack)
 
 
 def loadtest(sandbox: Sandbox, scenario: str, out: Path, timeout: float) -> dict[str, Any]:
@@ -124,6 +99,28 @@ def test_a_faulty_canary_is_rolled_back(sandbox: Sandbox, tmp_path: Path) -> Non
 
 
 @pytest.mark.loadtest
+def test_prometheus_down_mid_rollout_rolls_back_and_up_restarts_it(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # The shipped scenario kills Prometheus between the canary's checks at the shipped 25 s
+    # interval; this sandbox's 8 s canary could be promoted by then. Killed right after the
+    # rollout started instead, the canary's metrics never show: the driver gives up after
+    # ready_timeout_s and rolls back (the checks failing closed: test_rollout_driver.py).
+    scenario = yaml.safe_load((SCENARIOS / "prometheus-down.yaml").read_text())
+    scenario["fault"]["at_s"] = scenario["rollout"]["at_s"] + 1
+    variant = tmp_path / "prometheus-down.yaml"
+    variant.write_text(yaml.safe_dump(scenario))
+    s = loadtest(sandbox, str(variant), tmp_path / "run", timeout=420)
+    c = checks(s)
+    assert c["rollout"]["measured"] == "rolled_back", s["output"]  # no promotion without data
+    assert c["failed_requests"]["measured"] == 0
+    assert s["exit_code"] == 0 and s["passed"], s["output"]
+    up = _gantry("sandbox", "up", "--state-dir", str(sandbox.state), "--stack-file",
+                 str(sandbox.stack), timeout=120)  # fmt: skip
+    assert up.returncode == 0 and "Restarting the sandbox's prometheus" in up.stdout, up.stdout
+
+
+@pytest.mark.loadtest
 def test_rollout_to_v2_under_load_promotes_without_a_failed_request(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -132,3 +129,37 @@ def test_rollout_to_v2_under_load_promotes_without_a_failed_request(
     assert c["rollout"]["measured"] == "promoted", s["output"]
     assert c["failed_requests"]["measured"] == 0
     assert s["exit_code"] == 0 and s["passed"], s["output"]
+
+
+@pytest.mark.loadtest
+@pytest.mark.parametrize("scenario", ["replica-kill", "node-loss", "overload"])
+def test_chaos_scenario_passes(sandbox: Sandbox, tmp_path: Path, scenario: str) -> None:
+    s = loadtest(sandbox, scenario, tmp_path, timeout=400)
+    assert s["exit_code"] == 0 and s["passed"], s["output"]
+    assert (tmp_path / "timeline.png").stat().st_size > 0
+
+
+@pytest.mark.loadtest
+def test_kill_9_of_the_ray_head_is_recovered_by_up(sandbox: Sandbox) -> None:
+    """The last test: it replaces the session's sandbox with a new one."""
+    from sandbox.state import Paths
+    from tests.sandbox.sandbox_helpers import ss_ports
+
+    old = Paths(sandbox.state).read_state()
+    assert old is not None
+    head = next(p for p in old.procs if p.name == "ray-head")
+    os.kill(head.pid, signal.SIGKILL)
+    st = _gantry("sandbox", "status", "--state-dir", str(sandbox.state), timeout=60)
+    assert st.returncode == 1 and f"ray-head (pid {head.pid}) exited" in st.stderr, st.stderr
+    up = _gantry("sandbox", "up", "--state-dir", str(sandbox.state), "--stack-file",
+                 str(sandbox.stack), timeout=420)  # fmt: skip
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "Clearing the previous sandbox" in up.stdout
+    from sandbox import procs
+
+    assert procs.members(old.procs) == []  # nothing of the old sandbox is left
+    new = Paths(sandbox.state).read_state()
+    assert new is not None and new.ready
+    listening = ss_ports()
+    stale = {p for n, p in old.ports.items() if n != "replicas"} - set(new.ports.values())
+    assert not stale & listening, f"old ports still listening: {sorted(stale & listening)}"

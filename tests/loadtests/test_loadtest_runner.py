@@ -2,6 +2,7 @@
 files, and a clear verdict (never a hang) when the target is dead, starts failing or hangs."""
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,3 +118,48 @@ def test_the_locust_process_imports_neither_ray_nor_httpx(tmp_path: Path) -> Non
         cwd=Path(__file__).resolve().parents[2],
     )
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def _fault_cmd(url: str, exit_code: int = 0) -> list[str]:
+    """Stands in for `gantry sandbox fault`: PUTs /fault to the fake target, prints what it hit
+    as `gantry sandbox fault` does (the kind and target arrive as its arguments)."""
+    code = (
+        "import json, sys, urllib.request as u; "
+        f"u.urlopen(u.Request('{url}/fault', method='PUT')); "
+        "print(json.dumps({'hit': sys.argv[1:]})); "
+        f"sys.exit({exit_code})"
+    )
+    return [sys.executable, "-c", code]
+
+
+def test_a_fault_is_injected_on_time_and_marked_in_the_report(
+    tmp_path: Path, target: FakeTarget
+) -> None:
+    scn = scenario(
+        shape={"type": "soak", "users": 2, "duration_s": 6},
+        fault={"at_s": 2, "kind": "replica-kill"},
+        expectations={"failed_requests": 0, "clean_failures": True, "max_latency_ms": 5000},
+    )
+    fake = Target(host=target.url, observer=NullObserver("test"), fault_cmd=_fault_cmd(target.url))
+    summary = run(scn, fake, tmp_path)
+    assert summary.fault_at_s is not None and 2 <= summary.fault_at_s < 3.5
+    assert summary.fault == {"hit": ["replica-kill", "embedder"]}  # the scenario's service
+    checks = {c.name: c for c in summary.checks}
+    # The fake answered 503s with a JSON error for a second: failed, but cleanly and quickly.
+    assert summary.failures > 0 and not checks["failed_requests"].passed
+    assert checks["clean_failures"].passed and checks["max_latency_ms"].passed
+    assert json.loads((tmp_path / "fault.json").read_text())["at_s"] == summary.fault_at_s
+    assert (tmp_path / "timeline.png").stat().st_size > 10_000
+
+
+def test_a_fault_that_cannot_be_injected_fails_the_run(tmp_path: Path, target: FakeTarget) -> None:
+    scn = scenario(
+        shape={"type": "soak", "users": 1, "duration_s": 30},
+        fault={"at_s": 1, "kind": "node-loss", "target": "gpu"},
+    )
+    broken = _fault_cmd(target.url, exit_code=2)
+    summary = run(scn, Target(target.url, NullObserver("test"), fault_cmd=broken), tmp_path)
+    assert not summary.passed and summary.duration_s < 20
+    assert summary.aborted is not None and summary.aborted.startswith("the node-loss fault failed")
+    no_cmd = run(scn, Target(target.url, NullObserver("test")), tmp_path / "k8s")
+    assert no_cmd.aborted == "the target cannot inject a node-loss fault (the sandbox can)"

@@ -198,7 +198,11 @@ def test_sandbox_observer_samples_the_recorded_api(tmp_path: Path) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     state = SimpleNamespace(
-        urls={"serve_api": f"{base}/api/serve/applications/", "nodes_api": f"{base}/api/v0/nodes"}
+        urls={
+            "serve_api": f"{base}/api/serve/applications/",
+            "nodes_api": f"{base}/api/v0/nodes",
+            "dashboard": base,
+        }
     )
     try:
         obs = SandboxObserver(state, "echo", tmp_path)
@@ -216,3 +220,22 @@ def test_sandbox_observer_samples_the_recorded_api(tmp_path: Path) -> None:
     assert (p.nodes, p.phase) == ({"cpu": 1, "gpu": 2}, "progressing")
     dead = SandboxObserver(state, "echo", tmp_path).sample()  # the server is gone
     assert dead.error is not None and dead.replicas == {}
+
+
+def test_replica_deaths_count_only_unintended_ones_of_this_run() -> None:
+    from loadtests.observers import unintended_deaths
+
+    def actor(cls: str, reason: str, end_s: float) -> dict[str, object]:
+        context = {"reason": reason, "error_message": "..."}
+        return {"class_name": cls, "end_time": end_s * 1000,
+                "death_cause": {"actor_died_error_context": context}}  # fmt: skip
+
+    actors = [
+        actor("ServeReplica:embedder-v1:Embedder", "WORKER_DIED", 120),  # SIGKILLed: counts
+        actor("ServeReplica:embedder-v1:Embedder", "NODE_DIED", 130),  # its node lost: counts
+        actor("ServeReplica:embedder-v1:Embedder", "RAY_KILL", 140),  # scale-in by Serve
+        actor("ServeReplica:embedder-v2:Embedder", "INTENDED_USER_EXIT", 150),  # version removed
+        actor("ServeReplica:embedder-v1:Embedder", "WORKER_DIED", 50),  # before this run
+        actor("ServeReplica:classifier-v1:Classifier", "WORKER_DIED", 120),  # another service
+    ]
+    assert unintended_deaths(actors, "embedder", since=100) == 2

@@ -19,6 +19,10 @@ def test_shipped_scenarios_load_and_are_bounded(name: str) -> None:
 
 def test_the_issue_scenarios_exist() -> None:
     assert {"smoke", "step", "rollout", "canary-fault"} <= set(SHIPPED)
+    chaos = {"replica-kill", "node-loss", "prometheus-down", "overload"}
+    assert chaos <= set(SHIPPED)
+    # Each fault scenario injects its own kind of fault.
+    assert {load_scenario(n).fault.kind for n in chaos - {"overload"}} == chaos - {"overload"}
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -44,6 +48,13 @@ BASE = "name: x\nservice: embedder\nshape: {type: soak, users: 2, duration_s: 10
         (BASE + "expectations: {recover_within_s: 10}\n",
          "bad.yaml:expectations.recover_within_s: recover_within_s needs p99_within_slo"),
         (BASE + "target: http://10.0.0.5:8000\n", "bad.yaml:target: 'http://10.0.0.5:8000' is not"),
+        (BASE + "fault: {at_s: 5, kind: disk-full}\n", "bad.yaml:fault.kind:"),
+        (BASE + "fault: {at_s: 5, kind: node-loss}\n",
+         "bad.yaml:fault: a node-loss fault needs `target: <pool>`"),
+        (BASE + "fault: {at_s: 10, kind: replica-kill}\n",
+         "bad.yaml: fault.at_s 10 must be before shape.duration_s"),
+        (BASE + "expectations: {replaced_within_s: 10}\n",
+         "bad.yaml: expectations.replaced_within_s and recover_after: fault need a fault"),
         ("name: [unclosed\n", "bad.yaml: not valid YAML"),
         ("- a list\n", "bad.yaml: a scenario must be a mapping"),
     ],

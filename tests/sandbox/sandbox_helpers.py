@@ -1,16 +1,20 @@
 """Helpers for the sandbox's end-to-end tests: a stack file with short timings, the `gantry`
 CLI in a subprocess, a closed-loop load generator that counts every failed request, and the
-listening sockets of the sandbox's processes."""
+listening sockets of the sandbox's processes; for the unit tests, a scripted HTTP server on
+loopback and the URL of a port nothing listens on (a control-plane API that is down)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +123,56 @@ def wait_for(what: str, pred: Callable[[], Any], timeout_s: float, every_s: floa
             return last
         time.sleep(every_s)
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")
+
+
+class Scripted(HTTPServer):
+    """A real HTTP server on 127.0.0.1 answering every request (any method, any path) with the
+    next (status, body) of its script, then with `then`; counts the requests."""
+
+    def __init__(self, script: list[tuple[int, str]], then: tuple[int, str]) -> None:
+        super().__init__(("127.0.0.1", 0), _Answer)
+        self.script, self.then, self.hits = script, then, 0
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+    def next_answer(self) -> tuple[int, str]:
+        self.hits += 1
+        return self.script.pop(0) if self.script else self.then
+
+
+class _Answer(BaseHTTPRequestHandler):
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))  # a PUT's body
+        assert isinstance(self.server, Scripted)
+        status, body = self.server.next_answer()
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_PUT = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def scripted(*script: tuple[int, str], then: tuple[int, str] = (200, "{}")) -> Iterator[Scripted]:
+    """A `Scripted` server, serving from a thread while the block runs."""
+    server = Scripted(list(script), then)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def dead_url() -> str:
+    """http://127.0.0.1:<a port nothing listens on>: every connection is refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

@@ -37,6 +37,10 @@ class FakeReplica(ThreadingHTTPServer):
 
     def __init__(self, port: int, who: str, app: str | None) -> None:
         self.who, self.app, self.draining = who, app, False
+        self.dies_on_post = (
+            0  # POSTs it hung up on without an answer (a replica killed mid-request)
+        )
+        self.dying = False
         super().__init__(("127.0.0.1", port), _Answer)
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
@@ -52,6 +56,10 @@ class _Answer(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        if self.command == "POST" and self.server.dying:
+            self.server.dies_on_post += 1
+            self.close_connection = True  # no status line: what a SIGKILLed replica leaves
+            return
         status, reply = 200, f"{self.server.who} {self.command} {self.path} {len(body)}"
         if self.path == "/-/routes" and self.server.app:
             if self.server.draining:
@@ -204,6 +212,19 @@ def test_rollout_adds_and_removes_backends_without_a_failed_request(sandbox: San
     assert gw.routes()["weights"]["embedder"] == "0"
     # The files on disk say what HAProxy does.
     assert "embedder embedder-v2" in gw.map_file("stable").read_text()
+
+
+def test_a_request_whose_replica_dies_mid_request_is_retried_on_another(sandbox: Sandbox) -> None:
+    dying = sandbox.start(0, "embedder-v1")
+    sandbox.start(1, "embedder-v1")
+    time.sleep(CHECKED_S)
+    dying.dying = True  # still passes its checks: killed between two of them
+    url = f"{sandbox.url}/embedder/v1/embeddings"
+    with requests.Session() as s:
+        answers = [s.post(url, json={"input": "x" * 2000}, timeout=10) for _ in range(20)]
+    assert [r.status_code for r in answers] == [200] * 20
+    assert {r.text.split()[0] for r in answers} == {"embedder-v1#1"}
+    assert dying.dies_on_post > 0  # the gateway did send it requests, and replayed them
 
 
 def test_an_unknown_service_key_is_refused_loudly(sandbox: Sandbox) -> None:

@@ -1,7 +1,7 @@
 """The sandbox's rollout driver (the ticker around gantry.canary.advance) with a fake engine and
 a fake clock: no Ray, no Prometheus. A killed driver is resumed by the next one from the saved
-status; Ctrl-C, `--abort`, a pause, a failed smoke test and an engine error each end where they
-must."""
+status; Ctrl-C, `--abort`, a pause, a failed smoke test, a dead Prometheus and an engine error
+each end where they must."""
 
 from __future__ import annotations
 
@@ -11,12 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sandbox_helpers import dead_url
 
 from gantry.canary import CanaryStatus, CheckResult, Outcome, Phase
 from gantry.sandbox_state import ServiceRouting
 from gantry.service import Canary
+from gantry.stack import load_stack_file
+from sandbox import retry
+from sandbox.analysis import run_check
 from sandbox.canary_engine import Clock
 from sandbox.errors import SandboxError
+from sandbox.lifecycle import Plan
+from sandbox.prometheus import PromQL
 from sandbox.rollout import Driver
 from sandbox.rollout_files import EventLog, RolloutFiles
 
@@ -283,3 +289,45 @@ def test_an_engine_error_rolls_back_then_says_so_in_one_line(tmp_path: Path) -> 
     assert steps(engine)[-1] == ("roll_back", "error: Serve apps not RUNNING after 60s")
     assert engine.world.routing == ServiceRouting(stable="v1")
     assert [e["event"] for e in events(tmp_path)][-2:] == ["check", "error"]
+
+
+class PrometheusDown(FakeEngine):
+    """Runs the real checks (sandbox/analysis.py) against a Prometheus that refuses every
+    connection during the first `outage` analyses, then passes them."""
+
+    def __init__(self, world: World, clock: FakeClock, outage: int) -> None:
+        super().__init__(world, clock)
+        self.outage = outage
+        self.prom = PromQL(
+            dead_url(), retry.Policy(budget_s=0.1, first_wait_s=0.01, max_wait_s=0.05)
+        )
+        repo = Path(__file__).resolve().parents[2]
+        self.spec = Plan.from_config(load_stack_file(repo / "Pulumi.sandbox.yaml")).specs[
+            "embedder"
+        ]
+
+    def run_checks(self, status: CanaryStatus) -> list[CheckResult]:
+        if not self.outage:
+            return super().run_checks(status)
+        self.outage -= 1
+        self._call("run_checks", status.canary_weight, self.clock.t)
+        return [run_check(self.prom, self.spec, status.canary, m) for m in POLICY.metrics]
+
+
+def test_a_dead_prometheus_fails_checks_and_the_threshold_rolls_back(tmp_path: Path) -> None:
+    """Its queries' retries run out: each check fails (no exception ends the rollout), and the
+    policy rolls back at its threshold, as for a bad canary."""
+    engine = PrometheusDown(World(), FakeClock(), outage=10)
+    assert driver(tmp_path, engine).run("v2") is Outcome.ROLLED_BACK
+    assert steps(engine)[-1] == ("roll_back", "2 failed checks (threshold 2)")
+    checks = [e for e in events(tmp_path) if e["event"] == "check"]
+    assert len(checks) == 2 and not any(c["passed"] for c in checks)
+    assert all("ConnectionError" in r["detail"] for c in checks for r in c["results"])
+
+
+def test_a_prometheus_outage_shorter_than_the_threshold_only_holds_the_weight(
+    tmp_path: Path,
+) -> None:
+    engine = PrometheusDown(World(), FakeClock(), outage=1)
+    assert driver(tmp_path, engine).run("v2") is Outcome.PROMOTED
+    assert steps(engine) == [*WHOLE[:3], ("run_checks", 25), *WHOLE[3:]]  # one more check at 25 %

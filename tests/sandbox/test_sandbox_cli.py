@@ -1,14 +1,19 @@
 """`gantry sandbox up` refuses what it cannot do with one clear line, exit 2, no traceback, and
-starts nothing."""
+starts nothing; `status` says what is wrong with a broken sandbox in one line."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
 from pathlib import Path
 
 from sandbox_helpers import FAST_SANDBOX, gantry, write_stack
+
+from gantry.sandbox_state import Proc, SandboxState
+from sandbox import procs
+from sandbox.state import Paths
 
 
 def _no_leftovers(state_dir: Path) -> None:
@@ -59,3 +64,38 @@ def test_status_and_rollout_without_a_sandbox(tmp_path: Path) -> None:
     assert r.returncode == 2 and "not running" in r.stderr and "gantry sandbox up" in r.stderr
     r = gantry("sandbox", "down", "--state-dir", str(tmp_path))
     assert r.returncode == 0 and "not running" in r.stdout
+
+
+def _state(root: Path, procs_: list[Proc]) -> None:
+    urls = {k: "http://127.0.0.1:9" for k in ("serve", "dashboard", "prometheus", "serve_api",
+                                               "nodes_api")}  # fmt: skip
+    state = SandboxState(state_dir=str(root), ray_temp_dir=str(root / "ray"), gcs_address="x",
+                         ports={"prometheus": 9}, urls=urls, routes={}, procs=procs_,
+                         started_at=0, ready=True)  # fmt: skip
+    Paths(root).write_state(state)
+
+
+def test_a_broken_sandbox_is_one_line_in_status_and_down_clears_it(tmp_path: Path) -> None:
+    gone = procs.start("ray-head", ["true"], {}, tmp_path / "head.log")  # kill -9'd: exited
+    procs.wait_exit(gone, 10)
+    # What a dead head leaves: its session's other processes (here: one and its child).
+    left = procs.start("prometheus", ["sh", "-c", "sleep 120 & sleep 120"], {}, tmp_path / "p.log")
+    _state(tmp_path, [gone, left])
+    r = gantry("sandbox", "status", "--state-dir", str(tmp_path))
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1, r.stderr  # one line: what is wrong, what recovers it
+    assert f"ray-head (pid {gone.pid}) exited" in r.stderr and "gantry sandbox up" in r.stderr
+    r = gantry("sandbox", "status", "--json", "--state-dir", str(tmp_path))
+    assert json.loads(r.stdout)["problem"] == f"ray-head (pid {gone.pid}) exited"
+    assert len(procs.members([gone, left])) == 3  # the shell and both sleeps
+    r = gantry("sandbox", "down", "--state-dir", str(tmp_path))
+    assert r.returncode == 0 and procs.members([gone, left]) == []
+    _no_leftovers(tmp_path)
+
+
+def test_a_stale_state_file_says_so(tmp_path: Path) -> None:
+    gone = procs.start("ray-head", ["true"], {}, tmp_path / "head.log")
+    procs.wait_exit(gone, 10)
+    _state(tmp_path, [gone])  # a reboot: nothing recorded runs
+    r = gantry("sandbox", "status", "--state-dir", str(tmp_path))
+    assert r.returncode == 1 and "every process has exited" in r.stderr

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,6 +26,7 @@ from tests.procmem import memory_by_process
 READY_TIMEOUT_S = 300  # two model loads on a busy 2-core machine
 METRIC_TIMEOUT_S = 40  # HAProxy's gauge is sampled every 10 s, exported every 10 s
 DRAIN_TIMEOUT_S = 60
+KILL_LOAD_S = 12  # s of load around a replica's SIGKILL
 
 
 def wait_for(check: Any, timeout_s: float, what: str) -> Any:
@@ -48,6 +50,43 @@ def listeners() -> dict[str, str]:
         cols = line.split()
         found[cols[3]] = cols[5].split('"')[1] if len(cols) > 5 and '"' in cols[5] else ""
     return found
+
+
+def replicas() -> list[psutil.Process]:
+    """The pod's Serve replicas (Ray titles each process `ray::ServeReplica:<app>:<name>`)."""
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if " ".join(p.cmdline()).startswith("ray::ServeReplica:"):
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
+def kill_a_replica_under_load(base: str, body: dict[str, Any]) -> dict[str, Any]:
+    """SIGKILL one of the pod's replicas while 8 clients send requests for KILL_LOAD_S more
+    seconds: every status code the clients saw, and how many replicas run after."""
+    stop = time.monotonic() + KILL_LOAD_S
+
+    def client(_: int) -> list[str]:
+        codes = []
+        with requests.Session() as s:
+            while time.monotonic() < stop:
+                try:
+                    r = s.post(f"{base}/v1/embeddings", json=body, timeout=60)
+                    codes.append(str(r.status_code))
+                except requests.ConnectionError:
+                    codes.append("closed")  # no status line: what the mesh's `reset` retries
+        return codes
+
+    with ThreadPoolExecutor(8) as pool:
+        runs = pool.map(client, range(8))
+        time.sleep(2)  # requests in flight on both replicas
+        victim = replicas()[0]
+        victim.kill()
+        codes = [c for run in runs for c in run]
+    return {"killed": victim.pid, "codes": dict(Counter(codes)), "replicas": len(replicas())}
 
 
 def main() -> None:
@@ -89,6 +128,7 @@ def main() -> None:
             for line in text.splitlines()
             if line.startswith(("ray_serve_num_ongoing_http", "ray_gantry_requests_total"))
         ]
+        result["replica_kill"] = kill_a_replica_under_load(base, body)
         # After the load, as a pod runs: every process in this namespace but the driver.
         pids = [p for p in psutil.pids() if p != os.getpid()]
         result["pss_mib_by_process"] = {

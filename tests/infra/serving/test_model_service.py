@@ -12,8 +12,10 @@ import pytest
 import yaml
 
 from gantry.pools import GPU_RESOURCE, GPU_TAINT, pool_facts
-from gantry.service import load_services
+from gantry.service import ServiceSpecError, duration_s, load_services
+from gantry.stack import ServiceEntry
 from infra.checks import crd_schema_dir, validate_objects
+from infra.program import build
 from infra.render import ResourceIndex, run_offline
 from infra.serving.manifests import RAY_PORTS
 from tests.conftest import STACKS, stack_config
@@ -123,6 +125,77 @@ def test_canary_weights_and_thresholds_are_sane(program: Program, stack: str) ->
         hooks = {h["type"]: h for h in a["webhooks"]}
         assert f"{name}-canary." in hooks["pre-rollout"]["metadata"]["cmd"]
         assert hooks["rollout"]["metadata"]["cmd"].startswith("hey ")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_canary_retries_only_requests_a_dead_pod_dropped(program: Program, stack: str) -> None:
+    """The Canary's `service.retries`/`timeout` (Flagger copies them into the VirtualService)."""
+    specs = load_services(stack_config(stack))
+    for name, canary in serving(program, stack, "Canary").items():
+        svc, spec = canary["spec"]["service"], specs[name]
+        retries = svc["retries"]
+        assert retries == {
+            "attempts": spec.retries.attempts,
+            "perTryTimeout": f"{spec.per_try_timeout_s:g}s",
+            "retryOn": ",".join(spec.retries.retry_on),
+        }
+        assert 1 <= retries["attempts"] <= 3, name
+        # A live pod answers (Serve's 408 at worst) before its try times out, so a timed-out try
+        # is a silent pod's; and the route's timeout never cuts the last retry short.
+        per_try = duration_s(retries["perTryTimeout"])
+        assert per_try > spec.request_timeout_s
+        assert duration_s(svc["timeout"]) >= (retries["attempts"] + 1) * per_try
+        # Failures where the pod died or was never reached; no status code, so Serve's overload
+        # answer (503 past max_queued_requests) is not multiplied by the retries.
+        conditions = set(retries["retryOn"].split(","))
+        assert {"connect-failure", "reset"} <= conditions
+        assert not {"5xx", "gateway-error", "retriable-status-codes"} & conditions
+        assert not any(c.isdigit() for c in conditions)
+
+
+def _svc_canary(root: Path, name: str = "svc") -> dict[str, Any]:
+    """The Canary the whole program renders for service `name` of a services folder."""
+    cfg = stack_config("sandbox").model_copy(update={"services": {name: ServiceEntry()}})
+    index = run_offline(cfg, "retries", program=lambda c: build(c, services_dir=root))
+    (canary,) = [m for m in index.find_manifests("Canary") if m["metadata"]["name"] == name]
+    return canary
+
+
+def test_canary_retries_come_from_service_yaml(services_dir: Callable[..., Path]) -> None:
+    retries = {"attempts": 3, "per_try_timeout_s": 12.5, "retry_on": ["connect-failure", 503]}
+    canary = _svc_canary(services_dir("svc", retries=retries))
+    service = canary["spec"]["service"]
+    assert service["retries"] == {
+        "attempts": 3,
+        "perTryTimeout": "12500ms",
+        "retryOn": "connect-failure,503",
+    }
+    # 4 tries x 12.5 s, plus Envoy's back-off before each of the 3 retries (<= 0.25 s each).
+    assert service["timeout"] == "51s"
+    if crd_schema_dir() is not None:
+        assert validate_objects([canary], stack_config("sandbox").cluster.kubernetes_version) == []
+    # attempts 0 is rendered, not left out: without `retries` Istio applies its default policy.
+    canary = _svc_canary(services_dir("off", retries={"attempts": 0}), "off")
+    assert canary["spec"]["service"]["retries"]["attempts"] == 0
+
+
+@pytest.mark.parametrize(
+    ("retries", "expected"),
+    [
+        ({"per_try_timeout_s": 8}, "retries.per_try_timeout_s: 8 s must exceed Serve's request"),
+        ({"retry_on": ["reset", "teapot"]}, "retries.retry_on[1]: 'teapot' is neither"),
+        ({"attempts": 9}, "retries.attempts: Input should be less than or equal to 5"),
+    ],
+)
+def test_a_bad_retry_policy_is_named_by_key(
+    services_dir: Callable[..., Path], retries: dict[str, Any], expected: str
+) -> None:
+    root = services_dir("svc", retries=retries)
+    with pytest.raises(ServiceSpecError) as err:
+        _svc_canary(root)
+    message = str(err.value)
+    assert message.startswith(f"{root / 'svc' / 'service.yaml'}: {expected}")
+    assert "\n" not in message
 
 
 @pytest.mark.parametrize("stack", STACKS)

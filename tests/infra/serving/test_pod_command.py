@@ -20,6 +20,9 @@ def test_embedder_pod_serves_through_haproxy_scales_on_its_gauge_and_drains(
 ) -> None:
     container, config = pod_inputs(program("sandbox").manifests("serving"), "embedder")
     assert {"name": "RAY_SERVE_ENABLE_HA_PROXY", "value": "1"} in container["env"]
+    # A replica killed mid-request: its requests are retried on another one, not failed.
+    retry_on = {"name": "RAY_SERVE_HAPROXY_RETRY_ON", "value": "conn-failure empty-response"}
+    assert retry_on in container["env"]
 
     result = run_pod(container, config, tmp_path)
 
@@ -33,6 +36,13 @@ def test_embedder_pod_serves_through_haproxy_scales_on_its_gauge_and_drains(
     assert result["bad"]["status"] == 422
     assert result["bad"]["body"]["error"]["param"] == "input"
     assert result["concurrent"] == [200]
+    # One of the pod's two replicas SIGKILLed under 8 clients: the other serves on. Of the
+    # requests the dead one held, Ray's HAProxy replays those it can (RAY_SERVE_HAPROXY_RETRY_ON);
+    # the rest get their connection closed, never a 5xx or a hang: what the mesh's
+    # `retryOn: reset` (the Canary's service.retries) replays on a pod.
+    kill = result["replica_kill"]
+    assert set(kill["codes"]) <= {"200", "closed"} and kill["codes"]["200"] > 100, kill
+    assert kill["codes"].get("closed", 0) <= 8, kill
     # The series the HPA's prometheus-adapter rule reads exists without Serve's proxy.
     assert any(m.startswith("ray_serve_num_ongoing_http_requests{") for m in result["metrics"])
     assert any('version="v1"' in m for m in result["metrics"])
