@@ -38,6 +38,8 @@ from loadtests.timeline import LoadPoint, PlatformPoint, merge, read_points, wri
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 # Longest Locust may run past the shape's end before it is killed (s).
 GRACE_S = 30.0
+# Longest `gantry sandbox fault` may take (s): it asks Ray's API (retried) and kills by PID.
+FAULT_TIMEOUT_S = 60.0
 
 
 class TargetError(PrerequisiteError):
@@ -251,7 +253,11 @@ class _Run:
             return
         target = fault.target or (self.scenario.service if fault.kind == "replica-kill" else "")
         argv = [*self.target.fault_cmd, fault.kind, *([target] if target else [])]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=FAULT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._abort(f"the {fault.kind} fault did not finish within {FAULT_TIMEOUT_S:g} s")
+            return
         if done.returncode:
             self._abort(f"the {fault.kind} fault failed: {done.stderr.strip()[-300:]}")
             return
@@ -322,7 +328,11 @@ def _finish(run: _Run) -> Summary:
         failure_errors=_locust_failures(out / "locust_failures.csv"),
         max_latency_ms=_locust_max_ms(out / "locust_stats.csv"),
         fault_at_s=run.fault_at,
-        replica_deaths=run.target.observer.replica_deaths(),
+        replica_deaths=(
+            None
+            if scenario.expectations.replica_deaths is None
+            else run.target.observer.replica_deaths()
+        ),
     )
     checks = evaluate(scenario.expectations, samples, failures, slo_p99_ms, facts)
     aborted = run.aborted or (None if requests else "no request completed")

@@ -63,6 +63,8 @@ class Plan:
 
 # Recorded processes that end by design: a detached rollout driver.
 MAY_EXIT = {"rollout"}
+# Processes `up` restarts alone: their config and data are on disk; Ray and Serve run on.
+RESTARTABLE = {"prometheus", "gateway"}
 
 
 def exited(state: SandboxState) -> list[str]:
@@ -103,6 +105,32 @@ def _start_gateway(paths: Paths, state: SandboxState, haproxy_bin: str) -> None:
     state.procs.append(procs.start("gateway", paths.gateway.argv(haproxy_bin), {}, log))
     paths.write_state(state)
     paths.gateway.wait_ready(30, f"see {log}")
+
+
+def _recover(
+    existing: SandboxState, paths: Paths, step: Step, prom_bin: str, haproxy_bin: str
+) -> bool:
+    """What `up` does with a recorded sandbox: refuse a healthy one; restart a dead Prometheus
+    or gateway alone (True: the sandbox runs again); clear a broken or stale one (False: start
+    anew), leaving no process of it behind."""
+    dead = exited(existing)
+    if not dead and existing.ready:
+        raise SandboxError(
+            f"the sandbox is already running (state in {paths.state_file})",
+            "use it (`gantry sandbox status`) or stop it first: gantry sandbox down",
+        )
+    if existing.ready and set(dead) <= RESTARTABLE:
+        with step(f"Restarting the sandbox's {', '.join(dead)} (the rest runs on)"):
+            if "prometheus" in dead:
+                _start_prometheus(paths, existing, prom_bin)
+            if "gateway" in dead:
+                _start_gateway(paths, existing, haproxy_bin)
+        return True
+    # Broken (its Ray head died) or stale (a reboot): stop what is left of it, start anew.
+    with step(f"Clearing the previous sandbox ({problem(existing) or 'never became ready'})"):
+        procs.stop(existing.procs)
+        paths.state_file.unlink(missing_ok=True)
+    return False
 
 
 def running_state(paths: Paths) -> SandboxState | None:
@@ -156,25 +184,8 @@ def _up_locked(plan: Plan, paths: Paths, step: Step) -> SandboxState:
     if haproxy_bin is None:
         raise SandboxError("HAProxy (the sandbox's gateway) is not installed", gateway.INSTALL_HINT)
     existing = paths.read_state()
-    if existing is not None:
-        dead = exited(existing)
-        if not dead and existing.ready:
-            raise SandboxError(
-                f"the sandbox is already running (state in {paths.state_file})",
-                "use it (`gantry sandbox status`) or stop it first: gantry sandbox down",
-            )
-        if existing.ready and set(dead) <= {"prometheus", "gateway"}:
-            # Their config and data are on disk: restart them alone; Ray and Serve run on.
-            with step(f"Restarting the sandbox's {', '.join(dead)} (the rest runs on)"):
-                if "prometheus" in dead:
-                    _start_prometheus(paths, existing, prom_bin)
-                if "gateway" in dead:
-                    _start_gateway(paths, existing, haproxy_bin)
-            return existing
-        # Broken (its Ray head died) or stale (a reboot): stop what is left of it, start anew.
-        with step(f"Clearing the previous sandbox ({problem(existing) or 'never became ready'})"):
-            procs.stop(existing.procs)
-            paths.state_file.unlink(missing_ok=True)
+    if existing is not None and _recover(existing, paths, step, prom_bin, haproxy_bin):
+        return existing
     s = plan.settings
     try:
         ports = portlib.allocate(

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 from sandbox_helpers import FAST_SANDBOX, gantry, write_stack
 
 from gantry.sandbox_state import Proc, SandboxState
@@ -75,11 +77,19 @@ def _state(root: Path, procs_: list[Proc]) -> None:
     Paths(root).write_state(state)
 
 
+def _orphan_session(name: str) -> Proc:
+    """What a dead head leaves: a session of processes (a shell and its two children) that are
+    not this test's children, as a sandbox's are not the shell's that ran `up`."""
+    launch = "sh -c 'sleep 120 & sleep 120' >/dev/null 2>&1 & echo $!"
+    out = subprocess.run(["setsid", "sh", "-c", launch], capture_output=True, text=True, check=True)
+    pid = int(out.stdout)
+    return Proc(name=name, pid=pid, create_time=psutil.Process(pid).create_time())
+
+
 def test_a_broken_sandbox_is_one_line_in_status_and_down_clears_it(tmp_path: Path) -> None:
     gone = procs.start("ray-head", ["true"], {}, tmp_path / "head.log")  # kill -9'd: exited
     procs.wait_exit(gone, 10)
-    # What a dead head leaves: its session's other processes (here: one and its child).
-    left = procs.start("prometheus", ["sh", "-c", "sleep 120 & sleep 120"], {}, tmp_path / "p.log")
+    left = _orphan_session("prometheus")
     _state(tmp_path, [gone, left])
     r = gantry("sandbox", "status", "--state-dir", str(tmp_path))
     assert r.returncode == 1
