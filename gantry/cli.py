@@ -2,8 +2,9 @@
 
 Commands: up / preview / destroy (Pulumi Automation API, infra/), render (offline, infra/),
 schema (JSON schemas of Gantry's files), and those the other engines register at the bottom,
-one line each (sandbox + rollout: sandbox/cli.py; loadtest: loadtests/cli.py). Every command
-module imports its engine inside the command, so `gantry --help` loads neither Pulumi nor Ray.
+one line each (sandbox + rollout: sandbox/cli.py; loadtest: loadtests/cli.py; capacity:
+loadtests/rightsizing_cli.py). Every command module imports its engine inside the command, so
+`gantry --help` loads neither Pulumi nor Ray.
 Shared helpers: gantry/console.py; exit codes and the error type: gantry/errors.py.
 """
 
@@ -68,6 +69,7 @@ def render(
     by real Helm), then check them as one set (offline: no Pulumi CLI, no cluster)."""
     from infra.checks.offline import check_apply_set
     from infra.helm.output import write_releases
+    from infra.preflight import stop_on_capacity
     from infra.render import run_offline, write_render
 
     cfg = load_stack(stack, stack_file)
@@ -76,6 +78,7 @@ def render(
         objects, problems = check_apply_set(index, cfg.cluster.kubernetes_version, schemas=False)
     except GantryError as err:  # found while building (an unreadable kubeconfig, no charts)
         report(err)
+    stop_on_capacity(objects, cfg, stack)
     counts = write_render(index, out)
     chart_objects = write_releases(list(objects.releases.values()), out)
     console.print(
@@ -124,7 +127,9 @@ def main() -> None:
 
 # Commands owned by other layers register here, one line each.
 from loadtests.cli import register as register_loadtest  # noqa: E402
+from loadtests.rightsizing_cli import register as register_capacity  # noqa: E402
 from sandbox.cli import register as register_sandbox  # noqa: E402  (sandbox + rollout)
 
 register_sandbox(app)
 register_loadtest(app)
+register_capacity(app)

@@ -71,6 +71,13 @@ class Pool(StrictModel):
     desired_size: NonNegInt | None = None
     labels: dict[str, str] = {}
     taints: list[Taint] = []
+    # What adds and removes the pool's nodes (`autoscaling_of`): `karpenter` (EKS only: a
+    # NodePool scales it between 0 and max_size) or `managed` (a fixed group of desired_size
+    # nodes). Unset: karpenter on eks, managed elsewhere (kind has no node provisioner).
+    autoscaling: Literal["karpenter", "managed"] | None = None
+    # EC2 purchase option of the pool's nodes (EKS only): spot nodes cost less and can be
+    # reclaimed with a 2-minute warning.
+    capacity_type: Literal["on-demand", "spot"] = "on-demand"
 
     @field_validator("labels")
     @classmethod
@@ -190,6 +197,44 @@ def scheduling(pool: Pool) -> PoolScheduling:
         node_selector={POOL_LABEL: pool.name},
         tolerations=tolerations,
     )
+
+
+def autoscaling_of(pool: Pool, provider: str) -> Literal["karpenter", "managed"]:
+    """The pool's node mechanism on a cluster made by `provider`: its own, else the default."""
+    return pool.autoscaling or ("karpenter" if provider == "eks" else "managed")
+
+
+# An EC2 instance type, `<family>.<size>` (g5.xlarge): a pool's NodePool allows that family and
+# size, so every node Karpenter starts has the shape the pool declares.
+EC2_INSTANCE_TYPE = re.compile(r"^([a-z][a-z0-9-]*)\.([a-z0-9-]+)$")
+# The EKS node group that runs the system pods (Karpenter, CoreDNS) carries this pool name.
+SYSTEM_POOL = "system"
+
+
+def check_autoscaling(key: str, pool: Pool, provider: str) -> None:
+    """Raise KeyedError (under `key`, e.g. `pools[1]`) where the pool's autoscaling or capacity
+    type cannot work on a cluster made by `provider`."""
+    if provider != "eks":
+        if pool.autoscaling == "karpenter":
+            raise KeyedError(
+                f"{key}.autoscaling",
+                f"karpenter needs cluster.provider eks (Gantry installs Karpenter on eks only; "
+                f"{provider} pools are fixed: use managed, or leave it unset)",
+            )
+        if pool.capacity_type == "spot":
+            raise KeyedError(f"{key}.capacity_type", "spot needs cluster.provider eks")
+        return
+    if pool.name == SYSTEM_POOL:
+        raise KeyedError(
+            f"{key}.name", f"{SYSTEM_POOL!r} is the EKS system node group's (Karpenter, CoreDNS)"
+        )
+    if autoscaling_of(pool, provider) == "karpenter" and not EC2_INSTANCE_TYPE.match(
+        pool.instance_type
+    ):
+        raise KeyedError(
+            f"{key}.instance_type",
+            f"{pool.instance_type!r} is not an EC2 instance type <family>.<size> (e.g. g5.xlarge)",
+        )
 
 
 def pool_facts(pools: list[Pool]) -> dict[str, PoolScheduling]:

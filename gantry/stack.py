@@ -17,7 +17,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from gantry import project
 from gantry.errors import ConfigError
-from gantry.pools import Pool
+from gantry.pools import Pool, autoscaling_of, check_autoscaling
+from gantry.prices import Prices
 from gantry.teams import TeamsFile, load_teams
 from gantry.validation import (
     NAMESPACE,
@@ -159,6 +160,7 @@ class GantryConfig(StrictModel):
     services: dict[DnsName, ServiceEntry] = {}
     platform: PlatformConfig = PlatformConfig()  # `teams` read by load_config
     sandbox: SandboxSettings = SandboxSettings()
+    prices: Prices = Prices()  # node prices for cost estimates (gantry/prices.py)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> GantryConfig:
@@ -177,6 +179,17 @@ class GantryConfig(StrictModel):
                         f"pools[{i}].instance_type",
                         "an eks pool needs an EC2 instance type (e.g. m6i.xlarge, g5.xlarge)",
                     )
+        for i, p in enumerate(self.pools):
+            check_autoscaling(f"pools[{i}]", p, self.cluster.provider)
+        eks = self.cluster.eks
+        provider = self.cluster.provider
+        karpenter = [p.name for p in self.pools if autoscaling_of(p, provider) == "karpenter"]
+        if eks is not None and karpenter and not eks.subnet_ids:
+            raise KeyedError(
+                "cluster.eks.subnet_ids",
+                f"pools {karpenter} use karpenter: list the cluster's subnets (Gantry tags them "
+                "karpenter.sh/discovery so that Karpenter launches nodes there)",
+            )
         for i, team in enumerate(self.platform.teams.teams):
             where = f"{self.platform.teams_file}: teams[{i}] ({team.name}).pools"
             for pool in team.pools:

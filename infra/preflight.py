@@ -8,6 +8,8 @@
 3. The whole apply set (infra/checks/offline.py): every Helm release rendered by real Helm from
    the pinned archives (`make charts` fetches them), values checked against their charts,
    nothing created twice, apply order, monitors, schemas.
+4. Capacity (infra/checks/capacity.py): every pool holds its services at maxReplicas plus a
+   canary plus the rolling-update surge, after DaemonSets (also run by `gantry render`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from gantry.console import command_ok, console, err_console, fail, load_stack, r
 from gantry.errors import ConfigError
 from gantry.pools import pool_facts
 from gantry.stack import GantryConfig
+from infra.checks.apply_set import ApplySet
+from infra.checks.capacity import capacity_problems
 from infra.checks.offline import check_apply_set
 from infra.checks.schedulability import check
 from infra.helm.archives import ChartsUnavailable
@@ -56,13 +60,33 @@ def preflight(stack: str, operation: str) -> None:
             )
     with console.status("Rendering every Helm release and checking the whole apply set"):
         try:
-            _, problems = check_apply_set(index, cfg.cluster.kubernetes_version)
+            objects, problems = check_apply_set(index, cfg.cluster.kubernetes_version)
         except ChartsUnavailable as err:
             fail(str(err))
     _stop_on(
         problems, f"{len(problems)} problem(s) in what stack {stack!r} would apply; none applied."
     )
     console.print(f"[green]ok[/] every object stack [bold]{stack}[/] would apply checks out")
+    stop_on_capacity(objects, cfg, stack)
+    console.print(
+        f"[green]ok[/] every pool of stack [bold]{stack}[/] holds its services' worst case"
+    )
+
+
+CAPACITY_HINT = (
+    "Each line names the fix; what is counted and why: docs/autoscaling.md (Capacity check)."
+)
+
+
+def stop_on_capacity(objects: ApplySet, cfg: GantryConfig, stack: str) -> None:
+    """Exit 2 with one line per pool that cannot hold its services' worst case."""
+    problems = capacity_problems((e.manifest for e in objects), cfg)
+    _stop_on(
+        problems,
+        f"{len(problems)} pool(s) of stack {stack!r} cannot hold their services at max replicas "
+        "+ canary + surge; nothing was applied.",
+        CAPACITY_HINT,
+    )
 
 
 def _stop_on(problems: list[str], message: str, hint: str | None = None) -> None:

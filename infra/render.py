@@ -281,6 +281,7 @@ def release_summary(r: Resource) -> dict[str, Any]:
         "repo": repo,
         "layer": r.layer,
         "values": r.inputs.get("values") or {},
+        "skip_crds": bool(r.inputs.get("skipCrds")),
     }
 
 

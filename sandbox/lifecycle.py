@@ -23,11 +23,12 @@ from typing import Any
 import requests
 import yaml
 
+from gantry.errors import ConfigError
 from gantry.pools import PoolScheduling, pool_facts
 from gantry.sandbox_state import Proc, Routing, SandboxState, ServiceRouting
 from gantry.service import ServiceSpec, load_services
 from gantry.stack import GantryConfig, SandboxSettings
-from sandbox import gateway, procs, prometheus, raycluster, retry
+from sandbox import capacity, gateway, procs, prometheus, raycluster, retry
 from sandbox import ports as portlib
 from sandbox.errors import SandboxError
 from sandbox.raycluster import LOOPBACK
@@ -164,7 +165,20 @@ def _last_line(log: Path | None) -> str:
     return lines[-1][-300:] if lines else "no output"
 
 
+def check_capacity(plan: Plan) -> None:
+    """Raise ConfigError, one line per pool, where Ray's node types cannot hold the services'
+    worst case (sandbox/capacity.py); before anything starts."""
+    problems = capacity.capacity_problems(plan.specs, plan.pools, plan.settings)
+    if problems:
+        raise ConfigError(
+            "the sandbox's pools cannot hold their services at max replicas + a canary:\n  "
+            + "\n  ".join(problems),
+            "what is counted and why: docs/autoscaling.md (Capacity check)",
+        )
+
+
 def up(plan: Plan, paths: Paths, step: Step = _quiet_step) -> SandboxState:
+    check_capacity(plan)
     paths.root.mkdir(parents=True, exist_ok=True)
     with paths.lock.open("w") as lock:
         try:

@@ -98,6 +98,27 @@ def _check(program: Callable[[str], ResourceIndex], stack: str) -> tuple[Any, li
 
 
 @pytest.fixture
+def preflight_fails(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[[GantryConfig, str], str]:
+    """`run(cfg, stack)`: `gantry preview`'s checks on `cfg` must stop with exit 2 (before Pulumi
+    runs); returns what they printed on stderr."""
+
+    def run(cfg: GantryConfig, stack: str) -> str:
+        import typer
+
+        from infra import preflight as pf
+
+        monkeypatch.setattr(pf, "load_stack", lambda _: cfg)
+        with pytest.raises(typer.Exit) as exit_:
+            pf.preflight(stack, "preview")
+        assert exit_.value.exit_code == 2
+        return capsys.readouterr().err
+
+    return run
+
+
+@pytest.fixture
 def services_dir(tmp_path: Path) -> Callable[..., Path]:
     """`make(name, like="classifier", **changes)`: a services folder holding one service copied
     from a shipped one, its service.yaml deep-updated with `changes` (dotted keys allowed)."""

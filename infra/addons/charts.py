@@ -1,4 +1,5 @@
-"""Every Helm chart the platform layer installs: name, pinned version, repository.
+"""Every Helm chart Gantry installs (the platform layer's, and Karpenter's on EKS): name, pinned
+version, repository.
 
 Versions are pinned so that `pulumi up` is reproducible; bump them here, deliberately. The offline
 checks render exactly these versions with real Helm (infra/helm/) and reject a values key the
@@ -17,6 +18,9 @@ NVIDIA_DEVICE_PLUGIN_REPO = "https://nvidia.github.io/k8s-device-plugin"
 DCGM_EXPORTER_REPO = "https://nvidia.github.io/dcgm-exporter/helm-charts"
 # run:ai publishes the fake GPU operator as an OCI chart (the repository is part of the reference).
 FAKE_GPU_OPERATOR_OCI = "oci://ghcr.io/run-ai/fake-gpu-operator/fake-gpu-operator"
+# Karpenter publishes its charts on public ECR only (OCI); the CRDs come as a chart of their own.
+KARPENTER_OCI = "oci://public.ecr.aws/karpenter"
+KARPENTER_VERSION = "1.14.1"
 
 # Documented for Kubernetes 1.29-1.33; the EKS stack's 1.35 is beyond that until Istio is bumped
 # (docs/limitations.md). 1.27.1 is the Istio whose charts are in the pinned archive set.
@@ -55,6 +59,9 @@ CHARTS: dict[str, Chart] = {
     "fake-gpu-operator": Chart(FAKE_GPU_OPERATOR_OCI, "0.0.63", None),
     "nvidia-device-plugin": Chart("nvidia-device-plugin", "0.18.2", NVIDIA_DEVICE_PLUGIN_REPO),
     "dcgm-exporter": Chart("dcgm-exporter", "4.8.2", DCGM_EXPORTER_REPO),
+    # Installed by the cluster layer on EKS (infra/cluster/karpenter.py); keep the pair together.
+    "karpenter-crd": Chart(f"{KARPENTER_OCI}/karpenter-crd", KARPENTER_VERSION, None),
+    "karpenter": Chart(f"{KARPENTER_OCI}/karpenter", KARPENTER_VERSION, None),
 }
 
 

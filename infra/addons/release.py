@@ -36,6 +36,7 @@ def helm_release(
     target: ClusterTarget,
     opts: pulumi.ResourceOptions,
     computed: Mapping[str, Any] | None = None,
+    skip_crds: bool = False,  # `helm install --skip-crds`: another release owns the CRDs
 ) -> k8s.helm.v3.Release:
     chart = CHARTS[addon]
     # Explicit on every release: Pulumi does not pass a component's depends_on to its children.
@@ -54,6 +55,7 @@ def helm_release(
             values=addon_values(addon, target.provider_kind, computed),
             timeout=RELEASE_TIMEOUT_S,
             cleanup_on_fail=True,
+            skip_crds=skip_crds,
         ),
         opts=opts,
     )

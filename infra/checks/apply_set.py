@@ -47,7 +47,13 @@ def releases_of(index: ResourceIndex, kubernetes_version: str) -> dict[str, Rend
     for r in index.helm_releases():
         s = release_summary(r)
         inputs = ReleaseInputs(
-            s["name"], s["namespace"], s["chart"], s["version"], s["values"], kubernetes_version
+            s["name"],
+            s["namespace"],
+            s["chart"],
+            s["version"],
+            s["values"],
+            kubernetes_version,
+            skip_crds=s["skip_crds"],
         )
         out[r.urn] = render_release(inputs)
     return out

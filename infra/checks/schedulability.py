@@ -9,15 +9,15 @@ anything is applied. For every pod template (Deployment, StatefulSet, DaemonSet,
 - one node of that pool has allocatable >= the pod's requests (containers + Istio sidecar, GPUs
   included; GPUs per node x time-slicing replicas).
 
-For every namespace with a ResourceQuota: the quota covers, per service, `maxReplicas` of its HPA
-(or the workload's replicas) x pod requests, plus the rollout surge: the canary's pods at the
-HPA's minReplicas when a Flagger Canary targets it (Flagger scales the canary to that when an
-analysis starts), else the Deployment's maxSurge. Each problem is one line naming the service,
-the pool (or namespace) and the missing resource.
+For every namespace with a ResourceQuota (a team's): the quota covers, per service, its worst
+case (`Workload.pods`, the rule in `workloads`) x pod requests. Each problem is one line naming
+the service, the pool (or team) and the missing resource. Whether a whole pool holds every
+service's worst case is the capacity check's job (infra/checks/capacity.py).
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -44,6 +44,13 @@ _QUOTA_KEYS = {
     "memory": "memory",
     f"requests.{GPU_RESOURCE}": GPU_RESOURCE,
 }
+# Rendered quota keys -> the team's `quota` key in platform/teams.yaml (tenancy.quota_hard).
+_TEAM_QUOTA_KEYS = {
+    "requests.cpu": "cpu",
+    "requests.memory": "memory_gib",
+    "pods": "pods",
+    f"requests.{GPU_RESOURCE}": "gpus",
+}
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,14 @@ class Workload:
     pod: dict[str, Any]  # the pod template's spec
     annotations: dict[str, str]
     max_pods: int
-    surge: int
+    canary: int  # pods of a Flagger canary beside the primary's max_pods
+    surge: int  # extra pods of a rolling update
+    min_pods: int = 1
+
+    @property
+    def pods(self) -> int:
+        """The most pods of this template at once: max + canary + surge."""
+        return self.max_pods + self.canary + self.surge
 
     @property
     def requests(self) -> dict[str, Decimal]:
@@ -140,6 +154,19 @@ def _tolerates(tolerations: Iterable[Mapping[str, Any]], taint: Mapping[str, str
     return False
 
 
+# Taint effects that keep a pod without a matching toleration off the node.
+_REPELLING = {"NoSchedule", "NoExecute"}
+
+
+def lands_on(pod: Mapping[str, Any], pool: PoolScheduling) -> bool:
+    """Whether a pod template may run on `pool`'s nodes: its nodeSelector and required node
+    affinity match their labels and it tolerates their repelling taints (size aside)."""
+    tolerations = pod.get("tolerations") or []
+    return _selector_matches(pod, pool.node_labels) and all(
+        _tolerates(tolerations, t) for t in pool.taints_k8s() if t["effect"] in _REPELLING
+    )
+
+
 def _num(amount: Decimal) -> str:
     return format(amount.normalize(), "f")
 
@@ -160,7 +187,7 @@ def _pool_problems(w: Workload, pool: PoolScheduling, gpu_slices: int) -> list[P
     problems = []
     tolerations = w.pod.get("tolerations") or []
     for taint in pool.taints_k8s():
-        if taint["effect"] in {"NoSchedule", "NoExecute"} and not _tolerates(tolerations, taint):
+        if taint["effect"] in _REPELLING and not _tolerates(tolerations, taint):
             shown = f"{taint['key']}={taint.get('value', '')}:{taint['effect']}"
             problems.append(Problem(w.service, where, f"does not tolerate taint {shown}"))
     allocatable = {
@@ -207,11 +234,13 @@ def workloads(objects: Iterable[Mapping[str, Any]]) -> list[Workload]:
         hpa = hpas.get(key(o))
         replicas = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
         max_pods = int(hpa["maxReplicas"]) if hpa else replicas
-        if key(o) in canaried:
-            surge = int(hpa.get("minReplicas", 1)) if hpa else replicas
-        else:
-            rolling = (spec.get("strategy") or {}).get("rollingUpdate") or {}
-            surge = rolling.get("maxSurge", 0) if isinstance(rolling.get("maxSurge"), int) else 1
+        min_pods = int(hpa.get("minReplicas", 1)) if hpa else replicas
+        # Flagger scales the canary from zero to one pod (ScaleFromZero) and its HPA to
+        # minReplicas; it runs beside the primary until the primary is rolled out.
+        canary = min_pods if key(o) in canaried else 0
+        # Promotion rolls the primary with the Deployment's strategy (Flagger copies it) while
+        # the canary still runs, so a canaried service needs its surge as well.
+        surge = _surge(spec.get("strategy"), max_pods) if o["kind"] == "Deployment" else 0
         found.append(
             Workload(
                 kind=o["kind"],
@@ -221,10 +250,24 @@ def workloads(objects: Iterable[Mapping[str, Any]]) -> list[Workload]:
                 pod=template.get("spec") or {},
                 annotations=meta.get("annotations") or {},
                 max_pods=max_pods,
+                canary=canary,
                 surge=surge,
+                min_pods=min_pods,
             )
         )
     return found
+
+
+def _surge(strategy: Mapping[str, Any] | None, replicas: int) -> int:
+    """Extra pods a Deployment's rolling update adds at `replicas`: maxSurge (Kubernetes'
+    default 25%; a percentage rounds up), none for Recreate."""
+    strategy = strategy or {}
+    if strategy.get("type") == "Recreate":
+        return 0
+    value = (strategy.get("rollingUpdate") or {}).get("maxSurge", "25%")
+    if isinstance(value, str) and value.endswith("%"):
+        return math.ceil(replicas * int(value[:-1]) / 100)
+    return int(value)
 
 
 def check(
@@ -269,20 +312,24 @@ def _quota_problems(objects: list[Mapping[str, Any]], works: list[Workload]) -> 
                 return Decimal(1) if resource == "pods" else w.requests.get(resource, Decimal(0))
 
             users = [w for w in members if per_pod(w)]
-            need = sum((per_pod(w) * (w.max_pods + w.surge) for w in users), Decimal(0))
+            need = sum((per_pod(w) * w.pods for w in users), Decimal(0))
             have = _q(limit)
             if need <= have:
                 continue
             parts = ", ".join(
-                f"{w.service} ({w.max_pods} max + {w.surge} surge) x {_fmt(resource, per_pod(w))}"
+                f"{w.service} ({w.max_pods} max + {w.canary} canary + {w.surge} surge) x "
+                f"{_fmt(resource, per_pod(w))}"
                 for w in users
             )
+            # A team's namespace has the team's name (infra/addons/tenancy.py).
+            team_key = _TEAM_QUOTA_KEYS.get(quota_key)
+            named = f" (quota.{team_key} in the teams file)" if team_key else ""
             problems.append(
                 Problem(
                     ",".join(sorted({w.service for w in users})),
-                    f"namespace {ns}",
-                    f"quota {quota_key}={limit} is short by {_fmt(resource, need - have)} "
-                    f"(needs {_fmt(resource, need)}: {parts})",
+                    f"team {ns}",
+                    f"quota {quota_key}={limit}{named} is short by "
+                    f"{_fmt(resource, need - have)} (needs {_fmt(resource, need)}: {parts})",
                 )
             )
     return problems

@@ -48,7 +48,8 @@ class ClusterOutputs:
     kubernetes_version: str
     images: ImageTarget
     # What must exist before workloads are applied: depend on these (`depends_on=ready`) so that
-    # Helm releases wait for nodes to join and for the cluster's own add-ons. EKS: the node
-    # pools, the Pod Identity agent and the EBS storage (CSI driver, gp3 StorageClass); kind: the
+    # Helm releases wait for nodes to join and for the cluster's own add-ons. EKS: the fixed node
+    # groups, the Pod Identity agent, the EBS storage (CSI driver, gp3 StorageClass) and, where
+    # pools use it, Karpenter with its NodePools; kind: the
     # command that creates the cluster; existing: nothing (the cluster is already up).
     ready: list[pulumi.Resource] = field(default_factory=list)

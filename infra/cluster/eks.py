@@ -1,76 +1,78 @@
-"""eks provider: an AWS EKS cluster (pulumi_eks) with one managed node group per pool.
+"""eks provider: an AWS EKS cluster (pulumi_eks); Karpenter scales its pools, or fixed groups.
 
-The node groups carry the pool's labels and taints (GPU pools: the NVIDIA taint and an AL2023
-NVIDIA AMI) and the pool's sizes; their Auto Scaling groups carry the cluster-autoscaler
-node-template tags. The VPC CNI enforces NetworkPolicies; the EBS CSI driver gets its own IAM
+A pool with `autoscaling: karpenter` (the default on EKS) becomes a Karpenter NodePool
+(infra/cluster/karpenter.py), and Karpenter runs on a small system node group; a `managed` pool
+is a managed node group of `desired_size` nodes with the pool's labels and taints (GPU pools: the
+NVIDIA taint and an AL2023 NVIDIA AMI). No cluster autoscaler is installed, so no node group
+carries its tags. The VPC CNI enforces NetworkPolicies; the EBS CSI driver gets its own IAM
 role through EKS Pod Identity. Never applied in CI: tests check the inputs under mocks.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
-from gantry.pools import POOL_LABEL, Pool, PoolScheduling, pool_facts, scheduling
+from gantry.pools import (
+    POOL_LABEL,
+    SYSTEM_POOL,
+    Pool,
+    Taint,
+    autoscaling_of,
+    pool_facts,
+    scheduling,
+)
 from gantry.stack import GantryConfig
 from infra.cluster import ClusterOutputs, ImageTarget
+from infra.cluster.eks_nodes import (
+    ARCH,
+    DISK_GIB,
+    MANAGED,
+    NODE_POLICIES,
+    NODE_TRUST,
+    pod_identity_role,
+)
+from infra.cluster.karpenter import Karpenter, KarpenterArgs
 
 # EKS-optimized Amazon Linux 2023 AMIs (AL2 AMIs end with Kubernetes 1.32).
 AMI_TYPES = {"cpu": "AL2023_x86_64_STANDARD", "gpu": "AL2023_x86_64_NVIDIA"}
 # What the nodes run: every AMI type above is x86_64, so images are built for it whatever
 # machine builds them.
-IMAGE_PLATFORM = "linux/amd64"
-# Root volume per node, GiB: GPU images (CUDA, torch) are large.
-DISK_GIB = {"cpu": 50, "gpu": 100}
+IMAGE_PLATFORM = f"linux/{ARCH}"
 # Kubernetes taint effects as the EKS node group API spells them.
 TAINT_EFFECTS = {
     "NoSchedule": "NO_SCHEDULE",
     "PreferNoSchedule": "PREFER_NO_SCHEDULE",
     "NoExecute": "NO_EXECUTE",
 }
-_MANAGED = "arn:aws:iam::aws:policy"
-# Managed policies every node needs: join the cluster (it also lets the Pod Identity agent fetch
-# pod credentials), pod networking, pulling from ECR. Nothing else runs as the node role.
-NODE_POLICIES = (
-    f"{_MANAGED}/AmazonEKSWorkerNodePolicy",
-    f"{_MANAGED}/AmazonEKS_CNI_Policy",
-    f"{_MANAGED}/AmazonEC2ContainerRegistryReadOnly",
-)
+# EC2 purchase options as the EKS node group API spells them.
+CAPACITY_TYPES = {"on-demand": "ON_DEMAND", "spot": "SPOT"}
 # The EBS CSI controller's own role: AL2023 nodes answer IMDSv2 with a hop limit of 1, so pods
 # cannot borrow the node role, and the gp3 volumes would never be created.
-EBS_CSI_POLICY = f"{_MANAGED}/service-role/AmazonEBSCSIDriverPolicy"
+EBS_CSI_POLICY = f"{MANAGED}/service-role/AmazonEBSCSIDriverPolicy"
 EBS_CSI_NAMESPACE = "kube-system"
 EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"  # created by the aws-ebs-csi-driver add-on
-# Who may assume a role handed out by EKS Pod Identity (the EKS Auth service).
-POD_IDENTITY_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "pods.eks.amazonaws.com"},
-            "Action": ["sts:AssumeRole", "sts:TagSession"],
-        }
-    ],
-}
-NODE_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "ec2.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
 STORAGE_CLASS = "gp3"
-_AUTOSCALER = "k8s.io/cluster-autoscaler"
+# The node group the system pods run on when Karpenter scales the pools: Karpenter's two
+# controllers (1 core, 1 GiB each, one per node), CoreDNS, the EBS CSI controller. Two m6i.large
+# (2 vCPU, 8 GiB each; cpu and memory_gib are allocatable, in cores and GiB), a fixed size. The
+# taint keeps every other pod off it; those system pods tolerate it.
+SYSTEM_NODES = Pool(
+    name=SYSTEM_POOL,
+    kind="cpu",
+    instance_type="m6i.large",
+    cpu=1.9,
+    memory_gib=6.5,
+    min_size=2,
+    max_size=2,
+    taints=[Taint(key="CriticalAddonsOnly", value="true", effect="NoSchedule")],
+)
 
 
 @dataclass(frozen=True)
@@ -97,72 +99,42 @@ class EksClusterArgs:
             image_registry=eks_cfg.image_registry,
         )
 
+    @property
+    def karpenter_pools(self) -> tuple[Pool, ...]:
+        return tuple(p for p in self.pools if autoscaling_of(p, "eks") == "karpenter")
 
-def discovery_tags(cluster_name: str) -> dict[str, str]:
-    """Cluster-autoscaler auto-discovery tags (EKS puts them on the group's ASG by itself too)."""
-    return {f"{_AUTOSCALER}/enabled": "true", f"{_AUTOSCALER}/{cluster_name}": "owned"}
-
-
-def node_template_tags(facts: PoolScheduling) -> dict[str, str]:
-    """What a node of the pool will look like, so a cluster autoscaler can scale it from 0.
-
-    The autoscaler reads these from the Auto Scaling group, never from the node group resource.
-    """
-    prefix = f"{_AUTOSCALER}/node-template"
-    tags = {f"{prefix}/label/{key}": value for key, value in facts.node_labels.items()}
-    for t in facts.taints:
-        tags[f"{prefix}/taint/{t.key}"] = f"{t.value}:{t.effect}"
-    if facts.gpu_resource:
-        tags[f"{prefix}/resources/{facts.gpu_resource}"] = str(facts.gpus_per_node)
-    return tags
+    @property
+    def managed_pools(self) -> tuple[Pool, ...]:
+        """Fixed node groups: the `managed` pools, and the system group when Karpenter runs."""
+        fixed = tuple(p for p in self.pools if autoscaling_of(p, "eks") == "managed")
+        return (*fixed, SYSTEM_NODES) if self.karpenter_pools else fixed
 
 
-def node_group_inputs(cluster_name: str, pool: Pool) -> dict[str, Any]:
+def node_group_inputs(pool: Pool) -> dict[str, Any]:
     """The pool-derived inputs of one managed node group (pure; tested on its own)."""
     facts = scheduling(pool)
     return {
         "instance_types": [pool.instance_type],
         "ami_type": AMI_TYPES[pool.kind],
         "disk_size": DISK_GIB[pool.kind],
-        # Applied on every `up`: Gantry installs no node autoscaler, so the stack is the only
+        # Applied on every `up`: no autoscaler scales a managed group, so the stack is the only
         # owner of desired_size (ignoring it would also make EKS reject a min_size above the
         # frozen value).
         "scaling_config": aws.eks.NodeGroupScalingConfigArgs(
             min_size=pool.min_size, max_size=pool.max_size, desired_size=pool.desired
         ),
+        "capacity_type": CAPACITY_TYPES[pool.capacity_type],
         "labels": facts.node_labels,
         "taints": [
             aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value, effect=TAINT_EFFECTS[t.effect])
             for t in facts.taints
         ],
-        # These tag the node group resource only; EKS copies none of them to its ASG.
-        "tags": {POOL_LABEL: pool.name, **discovery_tags(cluster_name)},
+        "tags": {POOL_LABEL: pool.name},
     }
-
-
-def _first_asg(resources: Sequence[aws.eks.outputs.NodeGroupResource] | None) -> str | None:
-    groups = resources[0].autoscaling_groups if resources else None
-    return groups[0].name if groups else None
-
-
-def asg_name(node_group: pulumi.Output[aws.eks.NodeGroup]) -> pulumi.Output[str]:
-    """The name of the Auto Scaling group EKS made for a managed node group (one per group)."""
-
-    def of(group: aws.eks.NodeGroup | None) -> pulumi.Input[str | None]:
-        # None only offline: pulumi_eks' children do not exist under mocks (`gantry render`).
-        return group.resources.apply(_first_asg) if group is not None else None
-
-    return cast(pulumi.Output[str], node_group.apply(of))
-
-
-def _tag_suffix(key: str) -> str:
-    """`.../node-template/taint/nvidia.com/gpu` -> `taint-nvidia.com-gpu` (unique per pool)."""
-    return key.removeprefix(f"{_AUTOSCALER}/node-template/").replace("/", "-")
 
 
 @dataclass(frozen=True)
 class EksNodePoolArgs:
-    cluster_name: str
     pool: Pool
     cluster: eks.Cluster
     node_role: aws.iam.Role
@@ -170,28 +142,19 @@ class EksNodePoolArgs:
 
 
 class EksNodePool(pulumi.ComponentResource):
-    """One pool: a managed node group, and its node-template tags on the group's ASG."""
+    """One fixed pool: a managed node group of `desired_size` nodes."""
 
     def __init__(
         self, name: str, args: EksNodePoolArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("gantry:cluster:EksNodePool", name, None, opts)
-        group = eks.ManagedNodeGroup(
+        eks.ManagedNodeGroup(
             name,
             cluster=args.cluster,
             node_role=args.node_role,
-            **node_group_inputs(args.cluster_name, args.pool),
+            **node_group_inputs(args.pool),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
-        asg = asg_name(group.node_group)
-        for key, value in node_template_tags(scheduling(args.pool)).items():
-            aws.autoscaling.Tag(
-                f"{name}-{_tag_suffix(key)}",
-                autoscaling_group_name=asg,
-                # A hint for the autoscaler, not an instance tag.
-                tag=aws.autoscaling.TagTagArgs(key=key, value=value, propagate_at_launch=False),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
         self.register_outputs({})
 
 
@@ -212,20 +175,15 @@ class EbsStorage(pulumi.ComponentResource):
     ) -> None:
         super().__init__("gantry:cluster:EbsStorage", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        role = aws.iam.Role(
-            f"{name}-csi", assume_role_policy=json.dumps(POD_IDENTITY_TRUST), opts=child
+        role, association = pod_identity_role(
+            f"{name}-csi",
+            args.cluster_name,
+            (EBS_CSI_NAMESPACE, EBS_CSI_SERVICE_ACCOUNT),
+            args.cluster,
+            self,
         )
         policy = aws.iam.RolePolicyAttachment(
             f"{name}-csi", role=role.name, policy_arn=EBS_CSI_POLICY, opts=child
-        )
-        # Before the driver's pods start: EKS injects the credentials when a pod is created.
-        association = aws.eks.PodIdentityAssociation(
-            f"{name}-csi",
-            cluster_name=args.cluster_name,
-            namespace=EBS_CSI_NAMESPACE,
-            service_account=EBS_CSI_SERVICE_ACCOUNT,
-            role_arn=role.arn,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.cluster]),
         )
         driver = eks.Addon(
             f"{name}-csi",
@@ -277,7 +235,8 @@ def image_target(args: EksClusterArgs, aws_provider: aws.Provider) -> ImageTarge
 
 
 class EksCluster(pulumi.ComponentResource):
-    """An EKS cluster, a node IAM role, a node pool per pool, Pod Identity and EBS storage."""
+    """An EKS cluster, a node IAM role, a node group per fixed pool, Karpenter for the others,
+    Pod Identity and EBS storage."""
 
     outputs: ClusterOutputs
 
@@ -314,21 +273,21 @@ class EksCluster(pulumi.ComponentResource):
             tags={"gantry.dev/cluster": args.name},
             opts=on_aws,
         )
-        pools = [
-            EksNodePool(
+        pools = {
+            pool.name: EksNodePool(
                 f"{name}-{pool.name}",
-                EksNodePoolArgs(args.name, pool, cluster, role, tuple(attachments)),
+                EksNodePoolArgs(pool, cluster, role, tuple(attachments)),
                 opts=on_aws,
             )
-            for pool in args.pools
-        ]
+            for pool in args.managed_pools
+        }
         # Hands pods the IAM role of their service account (EKS Pod Identity); a DaemonSet.
         pod_identity = eks.Addon(
             f"{name}-pod-identity",
             cluster=cluster,
             addon_name="eks-pod-identity-agent",
             opts=pulumi.ResourceOptions(
-                parent=self, providers={"aws": aws_provider}, depends_on=pools
+                parent=self, providers={"aws": aws_provider}, depends_on=list(pools.values())
             ),
         )
         kubeconfig: pulumi.Output[str] = pulumi.Output.secret(cluster.kubeconfig_json)
@@ -338,9 +297,31 @@ class EksCluster(pulumi.ComponentResource):
         # The driver's pods need nodes and the agent to become healthy.
         storage = EbsStorage(
             f"{name}-ebs",
-            EbsStorageArgs(args.name, cluster, provider, (*pools, pod_identity)),
+            EbsStorageArgs(args.name, cluster, provider, (*pools.values(), pod_identity)),
             opts=on_aws,
         )
+        ready: list[pulumi.Resource] = [*pools.values(), pod_identity, storage]
+        if args.karpenter_pools:
+            account = aws.get_caller_identity_output(
+                opts=pulumi.InvokeOptions(provider=aws_provider)
+            ).account_id
+            ready.append(
+                Karpenter(
+                    f"{name}-karpenter",
+                    KarpenterArgs(
+                        cluster_name=args.name,
+                        region=args.region,
+                        account_id=account,
+                        cluster=cluster,
+                        k8s_provider=provider,
+                        pools=args.karpenter_pools,
+                        subnet_ids=args.subnet_ids,
+                        system_node_selector=scheduling(SYSTEM_NODES).node_selector,
+                        ready=(pools[SYSTEM_POOL], pod_identity),
+                    ),
+                    opts=on_aws,
+                )
+            )
         self.outputs = ClusterOutputs(
             name=args.name,
             provider_kind="eks",
@@ -350,6 +331,6 @@ class EksCluster(pulumi.ComponentResource):
             storage_class=STORAGE_CLASS,
             kubernetes_version=args.kubernetes_version,
             images=image_target(args, aws_provider),
-            ready=[*pools, pod_identity, storage],
+            ready=ready,
         )
         self.register_outputs({"kubeconfig": kubeconfig})

@@ -39,6 +39,7 @@ class ReleaseInputs:
     version: str
     values: dict[str, Any]
     kubernetes_version: str  # the cluster's minor version, "1.34": charts branch on it
+    skip_crds: bool = False  # `--skip-crds`: the chart's crds/ are not installed
 
     @property
     def pinned(self) -> Chart:
@@ -153,7 +154,9 @@ def render_release(inputs: ReleaseInputs) -> RenderedRelease:
     values = chart.merge_values(inputs.values)
     enabled = _enabled_subcharts(values, chart.metadata)
     crd_files = {
-        c["filename"]: c["data"] for c in chart.crds if _crd_enabled(c["filename"], enabled)
+        c["filename"]: c["data"]
+        for c in chart.crds
+        if _crd_enabled(c["filename"], enabled) and not inputs.skip_crds
     }
     release = RenderedRelease(inputs, values, crd_files, [])
     scopes = crd_scopes(release.crd_heads)

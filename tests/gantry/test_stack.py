@@ -59,10 +59,31 @@ def _no_pools(raw: Raw) -> None:
     raw["pools"] = []
 
 
+def _eks(raw: Raw) -> None:
+    """The EKS stack instead (both pools Karpenter's by default)."""
+    raw.clear()
+    raw.update(copy.deepcopy(read_stack_file(REPO / "Pulumi.eks.yaml")))
+
+
+def _eks_karpenter_without_subnets(raw: Raw) -> None:
+    _eks(raw)
+    del raw["cluster"]["eks"]["subnet_ids"]
+
+
+def _eks_pool_named_system(raw: Raw) -> None:
+    _eks(raw)
+    raw["pools"][1]["name"] = "system"
+
+
+def _eks_karpenter_bare_instance_type(raw: Raw) -> None:
+    _eks(raw)
+    raw["pools"][1]["instance_type"] = "g5"
+
+
 # (mutation, the key the message must name, a word the message must contain)
 BAD_CONFIGS: dict[str, tuple[Callable[[Raw], None], str, str]] = {
     "unknown provider": (_set("cluster.provider", "gke"), "gantry:cluster.provider", "kind"),
-    "min > max": (_set("pools.1.min_size", 4), "gantry:pools[1].min_size", "> max_size 3"),
+    "min > max": (_set("pools.1.min_size", 5), "gantry:pools[1].min_size", "> max_size 4"),
     "duplicate pool": (_dup_pool, "gantry:pools[2].name", "duplicate"),
     "gpu pool without gpus": (
         _set("pools.1.gpus_per_node", 0),
@@ -95,9 +116,9 @@ BAD_CONFIGS: dict[str, tuple[Callable[[Raw], None], str, str]] = {
     ),
     # The stack's desired_size is applied to the node groups: EKS rejects one below min_size.
     "desired below min": (
-        _set("pools.0.min_size", 2),
+        _set("pools.0.desired_size", 0),
         "gantry:pools[0].desired_size",
-        "outside min_size..max_size (2..",
+        "outside min_size..max_size (1..",
     ),
     "version past EKS extended support": (
         _set("cluster.kubernetes_version", "1.31"),
@@ -115,6 +136,28 @@ BAD_CONFIGS: dict[str, tuple[Callable[[Raw], None], str, str]] = {
         "EC2",
     ),
     "missing cluster": (lambda raw: raw.pop("cluster"), "gantry:cluster", "missing"),
+    "karpenter on kind": (
+        _set("pools.1.autoscaling", "karpenter"),
+        "gantry:pools[1].autoscaling",
+        "karpenter needs cluster.provider eks",
+    ),
+    "spot on kind": (_set("pools.0.capacity_type", "spot"), "gantry:pools[0].capacity_type", "eks"),
+    "unknown autoscaling": (
+        _set("pools.0.autoscaling", "cluster-autoscaler"),
+        "gantry:pools[0].autoscaling",
+        "'karpenter' or 'managed'",
+    ),
+    "karpenter without subnets": (
+        _eks_karpenter_without_subnets,
+        "gantry:cluster.eks.subnet_ids",
+        "karpenter",
+    ),
+    "eks pool named system": (_eks_pool_named_system, "gantry:pools[1].name", "system node group"),
+    "karpenter pool with a bare family": (
+        _eks_karpenter_bare_instance_type,
+        "gantry:pools[1].instance_type",
+        "<family>.<size>",
+    ),
 }
 
 
@@ -135,6 +178,18 @@ def test_sandbox_and_eks_stacks_are_valid() -> None:
     for stack in ("sandbox", "eks"):
         cfg = load_config(read_stack_file(REPO / f"Pulumi.{stack}.yaml"))
         assert {p.name for p in cfg.pools} == {"cpu", "gpu"}
+
+
+def test_pools_default_to_karpenter_on_eks_and_managed_elsewhere() -> None:
+    from gantry.pools import autoscaling_of
+
+    eks = load_config(read_stack_file(REPO / "Pulumi.eks.yaml"))
+    assert {autoscaling_of(p, "eks") for p in eks.pools} == {"karpenter"}
+    sandbox = load_config(sandbox_raw())
+    assert {autoscaling_of(p, "kind") for p in sandbox.pools} == {"managed"}
+    raw = sandbox_raw()
+    raw["pools"][0]["autoscaling"] = "managed"  # fixed is what kind has: accepted
+    assert load_config(raw).pools[0].autoscaling == "managed"
 
 
 def test_taint_accepts_kubectl_form_and_mapping() -> None:

@@ -60,3 +60,29 @@ def fault_run(*, replaced_at: int | None = 30, slow_until: int = 28) -> list[Sam
             )
         )
     return out
+
+
+def plateau_run(
+    *segments: tuple[int, int, int, float, float, float], fail_rps: float = 0.0
+) -> list[Sample]:
+    """Back-to-back plateaus with exact numbers, for sizing: each segment is (seconds, users,
+    replicas, requests/s, p50 ms, p99 ms); then 10 s without load."""
+    out: list[Sample] = []
+    for seconds, users, replicas, rps, p50, p99 in segments:
+        for _ in range(seconds):
+            out.append(
+                Sample(
+                    t=len(out),
+                    users=users,
+                    rps=rps,
+                    fail_rps=fail_rps,
+                    p50_ms=p50,
+                    p95_ms=p99,
+                    p99_ms=p99,
+                    replicas={"v1": replicas},
+                    nodes={"cpu": 1, "gpu": replicas},
+                )
+            )
+    for _ in range(10):
+        out.append(Sample(t=len(out), replicas=out[-1].replicas))
+    return out

@@ -7,12 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import typer
 
 from gantry.pools import pool_facts
 from gantry.service import load_service
-from gantry.stack import ServiceEntry
-from infra.checks.schedulability import check, pod_requests
+from gantry.stack import GantryConfig, ServiceEntry
+from infra.checks.schedulability import check, pod_requests, workloads
 from infra.render import ResourceIndex
 from infra.serving import manifests
 from tests.conftest import STACKS, stack_config
@@ -68,7 +67,7 @@ def test_shipped_stacks_pass(program: Program, stack: str) -> None:
 
 
 def test_the_shipped_services_fit_as_rendered() -> None:
-    objects = service_objects("embedder") + service_objects("classifier") + [quota(gpus=3)]
+    objects = service_objects("embedder") + service_objects("classifier") + [quota(gpus=4)]
     assert check(objects, POOLS) == []
 
 
@@ -89,23 +88,38 @@ def test_missing_gpu_toleration() -> None:
 
 
 def test_quota_one_gpu_short() -> None:
-    # embedder: max 2 pods + 1 canary pod at the HPA's minimum, one GPU each = 3.
-    objects = [*service_objects("embedder"), quota(gpus=2)]
+    # embedder: max 2 pods + 1 canary pod at the HPA's minimum + 1 surge pod (the primary's
+    # rolling update at promotion, beside the canary), one GPU each = 4.
+    objects = [*service_objects("embedder"), quota(gpus=3)]
     (line,) = check(objects, POOLS)
     assert line.startswith(
-        "embedder: namespace ml-serving: quota requests.nvidia.com/gpu=2 is short by "
-        "1 nvidia.com/gpu (needs 3 nvidia.com/gpu: embedder (2 max + 1 surge)"
+        "embedder: team ml-serving: quota requests.nvidia.com/gpu=3 (quota.gpus in the teams "
+        "file) is short by 1 nvidia.com/gpu (needs 4 nvidia.com/gpu: "
+        "embedder (2 max + 1 canary + 1 surge)"
     )
-    assert check([*service_objects("embedder"), quota(gpus=3)], POOLS) == []
+    assert check([*service_objects("embedder"), quota(gpus=4)], POOLS) == []
+
+
+def test_surge_follows_the_deployment_strategy() -> None:
+    objects = service_objects("classifier")
+    strategy = deployment(objects)["spec"]["strategy"]
+    (w,) = workloads(objects)
+    assert (w.max_pods, w.canary, w.surge, w.pods) == (3, 1, 1, 5)
+    strategy["rollingUpdate"]["maxSurge"] = "50%"  # of 3 pods, rounded up
+    assert workloads(objects)[0].surge == 2
+    strategy.clear()  # Kubernetes' default: 25%
+    assert workloads(objects)[0].surge == 1
+    strategy["type"] = "Recreate"
+    assert workloads(objects)[0].surge == 0
 
 
 def test_quota_counts_cpu_memory_and_pods_too() -> None:
     objects = [*service_objects("classifier"), quota(gpus=0, cpu="1", memory="1Gi", pods=2)]
     problems = check(objects, POOLS)
     assert [p.split(": ")[2].split(" is short")[0] for p in problems] == [
-        "quota pods=2",
-        "quota requests.cpu=1",
-        "quota requests.memory=1Gi",
+        "quota pods=2 (quota.pods in the teams file)",
+        "quota requests.cpu=1 (quota.cpu in the teams file)",
+        "quota requests.memory=1Gi (quota.memory_gib in the teams file)",
     ]
 
 
@@ -174,19 +188,13 @@ def test_pod_requests_include_the_sidecar() -> None:
 
 
 def test_preflight_stops_before_anything_is_applied(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    preflight_fails: Callable[[GantryConfig, str], str],
 ) -> None:
     """`gantry preview|up` exits 2 listing each problem when a stack cannot be scheduled."""
-    from infra import preflight as pf
-
     cfg = stack_config("sandbox")
     bad = cfg.model_copy(
         update={"services": {**cfg.services, "embedder": ServiceEntry(pool="cpu")}}
     )
-    monkeypatch.setattr(pf, "load_stack", lambda stack: bad)
-    with pytest.raises(typer.Exit) as exit_:
-        pf.preflight("sandbox", "preview")
-    assert exit_.value.exit_code == 2
-    err = capsys.readouterr().err
+    err = preflight_fails(bad, "sandbox")
     assert "embedder: pool cpu: pod needs 1 nvidia.com/gpu" in err
     assert "nothing was applied" in err

@@ -11,9 +11,8 @@ from typing import Any
 import pulumi
 import pytest
 from pulumi.runtime import mocks
-from pulumi.runtime.rpc import _special_resource_sig, _special_sig_key
 
-from gantry.pools import GPU_RESOURCE, POOL_LABEL, Pool, scheduling
+from gantry.pools import POOL_LABEL, SYSTEM_POOL
 from gantry.service import load_services
 from gantry.stack import SUPPORTED_K8S_VERSIONS, GantryConfig, load_stack_file
 from infra.cluster.eks import (
@@ -22,19 +21,30 @@ from infra.cluster.eks import (
     NODE_POLICIES,
     EksCluster,
     EksClusterArgs,
-    node_template_tags,
 )
 from infra.render import OutputHook, Resource, ResourceIndex, run_offline
 
 REPO = Path(__file__).resolve().parents[3]
 Program = Callable[[str], ResourceIndex]
-AUTOSCALER = "k8s.io/cluster-autoscaler"
 ASSOCIATION = "aws:eks/podIdentityAssociation:PodIdentityAssociation"
 
 
 @pytest.fixture
 def eks(program: Program) -> ResourceIndex:
     return program("eks")
+
+
+def with_pools(cfg: GantryConfig, **changes: Any) -> GantryConfig:
+    """`cfg` with every pool changed (e.g. autoscaling="managed"), validated again."""
+    raw = cfg.model_dump()
+    raw["pools"] = [{**p, **changes} for p in raw["pools"]]
+    return GantryConfig.model_validate(raw)
+
+
+@pytest.fixture(scope="module")
+def managed() -> ResourceIndex:
+    """The EKS stack with every pool a fixed managed node group (no Karpenter)."""
+    return run_offline(with_pools(eks_config(), autoscaling="managed"), "eks-managed")
 
 
 def node_group(index: ResourceIndex, pool: str) -> Resource:
@@ -45,29 +55,19 @@ def node_group(index: ResourceIndex, pool: str) -> Resource:
 
 
 def _role_arn(args: mocks.MockResourceArgs) -> dict[str, Any]:
-    return {"arn": f"arn:aws:iam::000000000000:role/{args.name}"}
+    # The name AWS would return: the resource name (Pulumi's suffix left out).
+    return {"arn": f"arn:aws:iam::000000000000:role/{args.name}", "name": args.name}
 
 
-def _pool_asg(args: mocks.MockResourceArgs) -> dict[str, Any]:
-    # Read back through the node group reference below: the ASG EKS made for this pool.
-    return {"resources": [{"autoscalingGroups": [{"name": f"eks-{args.name}-asg"}]}]}
+def _queue(args: mocks.MockResourceArgs) -> dict[str, Any]:
+    name = args.inputs["name"]
+    return {
+        "arn": f"arn:aws:sqs:us-west-2:000000000000:{name}",
+        "url": f"https://sqs.us-west-2.amazonaws.com/000000000000/{name}",
+    }
 
 
-def _node_group_ref(args: mocks.MockResourceArgs) -> dict[str, Any]:
-    """pulumi_eks returns the aws.eks.NodeGroup as a resource reference. Under mocks a reference
-    must name a registered resource: the node group's parent, the pool's component, whose mocked
-    state (`_pool_asg`) then stands for the NodeGroup's."""
-    parent = f"gantry:cluster:EksCluster$gantry:cluster:EksNodePool::{args.name}"
-    urn = f"urn:pulumi:{pulumi.get_stack()}::gantry::{parent}"
-    ref = {"urn": urn, "type": "aws:eks/nodeGroup:NodeGroup", "name": args.name, "id": args.name}
-    return {"nodeGroup": {_special_sig_key: _special_resource_sig, **ref}}
-
-
-HOOKS: dict[str, OutputHook] = {
-    "aws:iam/role:Role": _role_arn,
-    "gantry:cluster:EksNodePool": _pool_asg,
-    "eks:index:ManagedNodeGroup": _node_group_ref,
-}
+HOOKS: dict[str, OutputHook] = {"aws:iam/role:Role": _role_arn, "aws:sqs/queue:Queue": _queue}
 
 
 def eks_config() -> GantryConfig:
@@ -76,7 +76,7 @@ def eks_config() -> GantryConfig:
 
 @pytest.fixture(scope="module")
 def wired() -> ResourceIndex:
-    """The EKS stack with role ARNs and node group ASGs as AWS would return them."""
+    """The EKS stack with role and queue ARNs as AWS would return them."""
     return run_offline(eks_config(), "eks-wired", hooks=HOOKS)
 
 
@@ -116,90 +116,54 @@ def test_aws_provider_uses_the_configured_region(eks: ResourceIndex) -> None:
 # --- Node pools ----------------------------------------------------------------------------------
 
 
-def test_gpu_node_group_tainted_with_nvidia_ami(eks: ResourceIndex) -> None:
-    gpu = node_group(eks, "gpu").inputs
+def test_gpu_node_group_tainted_with_nvidia_ami(managed: ResourceIndex) -> None:
+    gpu = node_group(managed, "gpu").inputs
     assert gpu["amiType"] == AMI_TYPES["gpu"] == "AL2023_x86_64_NVIDIA"
     assert gpu["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
     assert gpu["labels"][POOL_LABEL] == "gpu"
     assert gpu["instanceTypes"] == ["g5.xlarge"]
 
 
-def test_cpu_node_group_untainted_standard_ami(eks: ResourceIndex) -> None:
-    cpu = node_group(eks, "cpu").inputs
+def test_cpu_node_group_untainted_standard_ami(managed: ResourceIndex) -> None:
+    cpu = node_group(managed, "cpu").inputs
     assert cpu["amiType"] == "AL2023_x86_64_STANDARD"
+    assert cpu["capacityType"] == "ON_DEMAND"
     assert cpu["taints"] == []
     assert cpu["labels"] == {POOL_LABEL: "cpu", "gantry.dev/pool-kind": "cpu"}
 
 
-def test_each_node_group_belongs_to_its_pool_component(eks: ResourceIndex) -> None:
+def test_each_node_group_belongs_to_its_pool_component(managed: ResourceIndex) -> None:
     for pool in ("cpu", "gpu"):
-        parent = eks.parent_of(node_group(eks, pool))
+        parent = managed.parent_of(node_group(managed, pool))
         assert parent is not None and parent.type == "gantry:cluster:EksNodePool"
         assert parent.name == f"gantry-eks-{pool}"
 
 
-def test_scaling_follows_the_pools_and_desired_size_is_applied(eks: ResourceIndex) -> None:
-    assert node_group(eks, "cpu").inputs["scalingConfig"] == {
+def test_scaling_follows_the_pools_and_desired_size_is_applied(managed: ResourceIndex) -> None:
+    assert node_group(managed, "cpu").inputs["scalingConfig"] == {
         "minSize": 2,
         "maxSize": 6,
         "desiredSize": 2,
     }
-    gpu = node_group(eks, "gpu").inputs
+    gpu = node_group(managed, "gpu").inputs
     assert gpu["scalingConfig"] == {"minSize": 0, "maxSize": 4, "desiredSize": 3}
     # No node autoscaler owns desiredSize: a later `up` must apply the stack's value (ignoring it
     # froze it, and a min_size raised above the frozen value made EKS reject the update).
     for pool in ("cpu", "gpu"):
-        assert not node_group(eks, pool).inputs.get("ignoreScalingChanges")
+        assert not node_group(managed, pool).inputs.get("ignoreScalingChanges")
 
 
-def test_node_group_resource_keeps_only_pool_and_discovery_tags(eks: ResourceIndex) -> None:
-    tags = node_group(eks, "gpu").inputs["tags"]
-    assert tags == {
-        POOL_LABEL: "gpu",
-        f"{AUTOSCALER}/enabled": "true",
-        f"{AUTOSCALER}/gantry-eks": "owned",
-    }
-
-
-def asg_tags(index: ResourceIndex, pool: str) -> dict[str, dict[str, Any]]:
-    component = index.named(f"gantry-eks-{pool}", "gantry:cluster:EksNodePool")
-    return {
-        r.inputs["tag"]["key"]: r.inputs
-        for r in index.children(component)
-        if r.type == "aws:autoscaling/tag:Tag"
-    }
-
-
-def test_node_templates_are_tagged_on_the_pools_auto_scaling_group(wired: ResourceIndex) -> None:
-    # Managed node group tags never reach the ASG, where a cluster autoscaler reads node
-    # templates (to scale a pool up from zero): each is an ASG tag of its own.
-    prefix = f"{AUTOSCALER}/node-template"
-    gpu = asg_tags(wired, "gpu")
-    assert {key: t["tag"]["value"] for key, t in gpu.items()} == {
-        f"{prefix}/label/{POOL_LABEL}": "gpu",
-        f"{prefix}/label/gantry.dev/pool-kind": "gpu",
-        f"{prefix}/taint/nvidia.com/gpu": "present:NoSchedule",
-        f"{prefix}/resources/{GPU_RESOURCE}": "1",
-    }
+def test_no_node_group_carries_cluster_autoscaler_tags(managed: ResourceIndex) -> None:
+    # Gantry installs no cluster autoscaler (Karpenter scales pools): nothing tags for one.
     for pool in ("cpu", "gpu"):
-        for t in asg_tags(wired, pool).values():
-            assert t["autoscalingGroupName"] == f"eks-gantry-eks-{pool}-asg"  # its own pool's
-            assert t["tag"]["propagateAtLaunch"] is False  # a hint for the autoscaler only
+        assert node_group(managed, pool).inputs["tags"] == {POOL_LABEL: pool}
+    assert not managed.of_type("aws:autoscaling/tag:Tag")
 
 
-def test_node_template_tags_for_cpu_pool_have_no_gpu_resource() -> None:
-    pool = Pool(name="cpu", kind="cpu", cpu=2, memory_gib=4, min_size=1, max_size=2)
-    tags = node_template_tags(scheduling(pool))
-    assert not any("resources/" in k or "/taint/" in k for k in tags)
-    assert tags[f"{AUTOSCALER}/node-template/label/{POOL_LABEL}"] == "cpu"
-
-
-def test_offline_render_without_node_group_outputs_still_registers_the_tags(
-    eks: ResourceIndex,
-) -> None:
-    # `gantry render` has no provider: the ASG name stays unset, the tags are still planned.
-    assert len(asg_tags(eks, "gpu")) == 4
-    assert all("autoscalingGroupName" not in t for t in asg_tags(eks, "gpu").values())
+def test_a_spot_pool_is_a_spot_node_group() -> None:
+    cfg = with_pools(eks_config(), autoscaling="managed", capacity_type="spot")
+    index = run_offline(cfg, "eks-spot")
+    assert node_group(index, "gpu").inputs["capacityType"] == "SPOT"
 
 
 # --- Storage: the EBS CSI driver with its own IAM role -------------------------------------------
@@ -209,7 +173,8 @@ def test_node_role_does_not_carry_the_ebs_policy(eks: ResourceIndex) -> None:
     attachments = eks.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
     on_nodes = {r.inputs["policyArn"] for r in attachments if r.name.startswith("gantry-eks-node-")}
     assert on_nodes == set(NODE_POLICIES)
-    assert [r.name for r in attachments if r.inputs["policyArn"] == EBS_CSI_POLICY] == [
+    # .get: Karpenter's own policies have no ARN offline (no provider returns one).
+    assert [r.name for r in attachments if r.inputs.get("policyArn") == EBS_CSI_POLICY] == [
         "gantry-eks-ebs-csi"
     ]
 
@@ -240,8 +205,8 @@ def test_ebs_driver_starts_after_its_identity_and_nodes(eks: ResourceIndex) -> N
     deps = set(addon.depends_on)
     assert any(d.endswith(f"{ASSOCIATION}::gantry-eks-ebs-csi") for d in deps)
     assert any(d.endswith("eks:index:Addon::gantry-eks-pod-identity") for d in deps)
-    for pool in ("cpu", "gpu"):
-        assert any(d.endswith(f"eks:index:ManagedNodeGroup::gantry-eks-{pool}") for d in deps)
+    # The system node group runs the driver's controller.
+    assert any(d.endswith(f"eks:index:ManagedNodeGroup::gantry-eks-{SYSTEM_POOL}") for d in deps)
 
 
 def test_gp3_storage_class_and_kubeconfig_provider(eks: ResourceIndex) -> None:
@@ -264,9 +229,10 @@ def test_cluster_outputs_name_what_must_be_ready_first() -> None:
     )
     (cluster,) = built
     ready = cluster.outputs.ready
-    # Each pool (its node group and ASG tags), the Pod Identity agent add-on, the EBS storage.
+    # The system node group, the Pod Identity agent add-on, the EBS storage, and Karpenter with
+    # its NodePools (the pools of Pulumi.eks.yaml are Karpenter's).
     kinds = [type(r).__name__ for r in ready]
-    assert kinds == ["EksNodePool", "EksNodePool", "Addon", "EbsStorage"]
+    assert kinds == ["EksNodePool", "Addon", "EbsStorage", "Karpenter"]
     assert all(isinstance(r, pulumi.Resource) for r in ready)
 
 

@@ -69,9 +69,11 @@ def test_gpu_workers_are_tainted_and_labelled_for_the_fake_gpu_operator() -> Non
 
 def test_cpu_workers_have_no_taints_and_no_fake_gpu_label() -> None:
     config = kind_config(KindClusterArgs.from_config(sandbox()))
-    (cpu,) = workers(config, "cpu")
-    assert join_taints(cpu) == []
-    assert FAKE_GPU_POOL_LABEL not in cpu["labels"]
+    cpus = workers(config, "cpu")
+    assert cpus
+    for cpu in cpus:
+        assert join_taints(cpu) == []
+        assert FAKE_GPU_POOL_LABEL not in cpu["labels"]
 
 
 def test_pool_with_zero_desired_nodes_gets_no_worker() -> None:
