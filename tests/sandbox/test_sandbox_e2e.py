@@ -90,7 +90,7 @@ def test_load_scales_embedder_replicas_and_gpu_pool_nodes_then_back(sandbox: San
             timeout_s=240,
             every_s=2,
         )
-    assert out["nodes"]["gpu"] <= 2  # the pool's max_size
+    assert out["nodes"]["gpu"] <= 2  # one node per replica: the embedder's max_replicas
     assert load.outcomes["200"] > 0
     wait_for(
         "scale-in to one embedder replica and one GPU-pool node",
