@@ -8,6 +8,8 @@ RESULT (JSON). Being PID 1, its exit ends every process it started.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import signal
@@ -27,6 +29,9 @@ READY_TIMEOUT_S = 300  # two model loads on a busy 2-core machine
 METRIC_TIMEOUT_S = 40  # HAProxy's gauge is sampled every 10 s, exported every 10 s
 DRAIN_TIMEOUT_S = 60
 KILL_LOAD_S = 12  # s of load around a replica's SIGKILL
+REPLACE_TIMEOUT_S = 90  # a new replica: Serve's health check (10 s) + a model load
+# Ray's HAProxy stats page (RAY_SERVE_HAPROXY_STATS_PORT's default; uri /stats).
+HAPROXY_STATS_PORT = 8404
 
 
 def wait_for(check: Any, timeout_s: float, what: str) -> Any:
@@ -82,11 +87,30 @@ def kill_a_replica_under_load(base: str, body: dict[str, Any]) -> dict[str, Any]
 
     with ThreadPoolExecutor(8) as pool:
         runs = pool.map(client, range(8))
-        time.sleep(2)  # requests in flight on both replicas
-        victim = replicas()[0]
+        time.sleep(2)  # requests in flight on every replica
+        running = replicas()
+        serving = max(up_replicas(), len(running))  # a started one may not be checked UP yet
+        victim = running[0]
         victim.kill()
         codes = [c for run in runs for c in run]
-    return {"killed": victim.pid, "codes": dict(Counter(codes)), "replicas": len(replicas())}
+    # The pod goes on as it was before the kill (stopping it while a replica is still starting
+    # is another test): as many replicas up in HAProxy as before.
+    killed_at = time.monotonic()
+    wait_for(lambda: up_replicas() >= serving, REPLACE_TIMEOUT_S, "the killed replica replaced")
+    replaced_s = round(time.monotonic() - killed_at, 1)
+    return {"killed": victim.pid, "codes": dict(Counter(codes)), "serving": serving,
+            "replaced_after_load_s": replaced_s}  # fmt: skip
+
+
+def up_replicas() -> int:
+    """Replicas Ray's HAProxy sends requests to: servers UP in its stats, backups left out."""
+    text = requests.get(f"http://127.0.0.1:{HAPROXY_STATS_PORT}/stats;csv", timeout=5).text
+    return sum(
+        1
+        for row in csv.DictReader(io.StringIO(text.lstrip("# ")))
+        if row["svname"] not in ("FRONTEND", "BACKEND") and row["bck"] == "0"
+        and row["status"] == "UP" and row["pxname"].startswith("http-")
+    )  # fmt: skip
 
 
 def main() -> None:
