@@ -166,7 +166,7 @@ class Serve(_Model):
             "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(DIRECT_INGRESS_DRAIN_S),
             # Ray's default is `conn-failure`: a replica killed mid-request (OOM) leaves every
             # request it held with a closed connection; this replays those whose body HAProxy
-            # still holds (8 -> 2-3 of 8 in flight, test_pod_command.py), the mesh's `reset`
+            # still holds (8 -> 1-3 of 8 in flight, measured in the pod), the mesh's `reset`
             # retry (service.retries) the closed rest (an occasional 500 is not retried).
             "RAY_SERVE_HAPROXY_RETRY_ON": INGRESS_RETRY_ON,
         }
