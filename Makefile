@@ -15,7 +15,7 @@ LOCK := requirements/dev.lock
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYVER = $(shell $(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
-.PHONY: help venv lock os-deps lint format test render bench bench-services sandbox prometheus checkov-venv crd-schemas charts
+.PHONY: help venv lock os-deps lint format test render bench bench-services bench-jobs sandbox prometheus checkov-venv crd-schemas charts
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -65,6 +65,7 @@ lock: venv ## pin every dependency with its hash: requirements/*.lock, services/
 	  cat requirements/HEADER $$f > $$f.new; mv $$f.new $$f; done; \
 	for svc in embedder classifier; do \
 	  py311 -c $(LOCK) services/$$svc/requirements.in -o services/$$svc/requirements.txt; done; \
+	py311 -c $(LOCK) jobs/requirements.in -o jobs/requirements.txt; \
 	$(UV_COMPILE) --python-version 3.12 -c $(LOCK) --overrides services/embedder/no-torch.txt \
 	  services/embedder/requirements-cuda.in -o services/embedder/requirements-cuda.txt
 
@@ -128,6 +129,9 @@ bench: venv ## time the program under mocks (<= 3 s) and gantry render with ever
 bench-services: venv ## embedder: bare vs Ray Serve vs naive uvicorn (wrk; docs/performance.md)
 	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q wrk; }
 	$(BIN)/python tests/benchmarks/bench_services.py $(BENCH_ARGS)
+
+bench-jobs: venv prometheus ## digits on a sandbox: first checkpoint, a killed worker, the queue's decisions
+	$(BIN)/python tests/benchmarks/bench_jobs.py $(BENCH_ARGS)
 
 # The sandbox's Prometheus server: Debian/Ubuntu's package where apt exists, else one on PATH.
 prometheus: ## install the Prometheus server the sandbox runs (apt), unless one is on PATH

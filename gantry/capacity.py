@@ -18,6 +18,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from gantry.teams import Team
+
 # The resources compared, with their units (all per pod, per node or per pool as named).
 UNITS = {"gpus": "GPU", "cpu": "CPU", "memory_gib": "GiB memory"}
 # Rounding slack for sums of float requests (0.1 + 0.2 cores): a shortfall below it is none.
@@ -36,6 +38,7 @@ class Demand:
     surge: int  # extra pods of a rolling update
     min_pods: int = 1  # the autoscaler's minimum: the fix never suggests a max below it
     max_key: str = ""  # the config key of max_pods, for the fix
+    reserved: bool = False  # a team's job quota (`job_demands`), not a service's pods
 
     @property
     def pods(self) -> int:
@@ -45,6 +48,8 @@ class Demand:
         return self.pods * self.per_pod.get(resource, 0.0)
 
     def describe(self) -> str:
+        if self.reserved:
+            return f"{self.service}"
         return f"{self.service} ({self.max_pods} max + {self.canary} canary + {self.surge} surge)"
 
 
@@ -140,11 +145,36 @@ class PoolCapacity:
         for d in sorted(self.demands, key=lambda d: -max(d.total(r) for r in short)):
             if not d.max_key or not all(d.per_pod.get(r) for r in short):
                 continue
+            if d.reserved:  # a quota: lowering it fits when it is larger than the shortfall
+                left = {r: d.total(r) - (need[r] - have[r]) for r in short}
+                if all(v >= -EPSILON for v in left.values()):
+                    to = ", ".join(f"{r} {_num(max(v, 0))}" for r, v in left.items())
+                    return [f"lower {d.max_key} to {to}"]
+                continue
             over = max(math.ceil((need[r] - have[r]) / d.per_pod[r] - EPSILON) for r in short)
             fits = d.max_pods - over
             if fits >= d.min_pods:
                 return [f"lower {d.max_key} to {fits}"]
         return []
+
+
+def job_demands(teams: Iterable[Team], teams_file: str) -> list[Demand]:
+    """Every team's job quota per pool, held for its jobs beside the services' worst case: a
+    job admitted within quota then always finds room, and never takes a serving replica's."""
+    return [
+        Demand(
+            service=f"{team.name} jobs quota",
+            pool=pool,
+            per_pod=quota.model_dump(),
+            max_pods=1,
+            canary=0,
+            surge=0,
+            max_key=f"{teams_file}: teams[{i}] ({team.name}).jobs.quota.{pool}",
+            reserved=True,
+        )
+        for i, team in enumerate(teams)
+        for pool, quota in team.jobs.quota.items()
+    ]
 
 
 def check(supplies: Iterable[PoolSupply], demands: Iterable[Demand]) -> list[PoolCapacity]:

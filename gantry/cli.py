@@ -2,9 +2,9 @@
 
 Commands: up / preview / destroy (Pulumi Automation API, infra/), render (offline, infra/),
 schema (JSON schemas of Gantry's files), and those the other engines register at the bottom,
-one line each (sandbox + rollout: sandbox/cli.py; loadtest: loadtests/cli.py; capacity:
-loadtests/rightsizing_cli.py). Every command module imports its engine inside the command, so
-`gantry --help` loads neither Pulumi nor Ray.
+one line each (sandbox + rollout: sandbox/cli.py; job: sandbox/job_cli.py; loadtest:
+loadtests/cli.py; capacity: loadtests/rightsizing_cli.py). Every command module imports its engine
+inside the command, so `gantry --help` loads neither Pulumi nor Ray.
 Shared helpers: gantry/console.py; exit codes and the error type: gantry/errors.py.
 """
 
@@ -66,25 +66,31 @@ def render(
     ] = None,
 ) -> None:
     """Write every object the stack would apply: Gantry's own and each Helm release's (rendered
-    by real Helm), then check them as one set (offline: no Pulumi CLI, no cluster)."""
+    by real Helm), and every job's RayJob (submitted by teams, never applied by `up`), then
+    check them as one set (offline: no Pulumi CLI, no cluster)."""
     from infra.checks.offline import check_apply_set
     from infra.helm.output import write_releases
+    from infra.jobs import render_jobs, write_jobs
     from infra.preflight import stop_on_capacity
     from infra.render import run_offline, write_render
 
     cfg = load_stack(stack, stack_file)
     try:
         index = run_offline(cfg, stack)
-        objects, problems = check_apply_set(index, cfg.cluster.kubernetes_version, schemas=False)
+        jobs = render_jobs(cfg)
+        objects, problems = check_apply_set(
+            index, cfg.cluster.kubernetes_version, schemas=False, jobs=jobs
+        )
     except GantryError as err:  # found while building (an unreadable kubeconfig, no charts)
         report(err)
     stop_on_capacity(objects, cfg, stack)
     counts = write_render(index, out)
     chart_objects = write_releases(list(objects.releases.values()), out)
+    job_count = write_jobs(jobs, out)
     console.print(
         f"Rendered stack [bold]{stack}[/]: {counts['resources']} resources, "
         f"{counts['objects']} Gantry objects, {counts['releases']} Helm releases creating "
-        f"{chart_objects} objects -> {out}/"
+        f"{chart_objects} objects, {job_count} jobs' RayJobs -> {out}/"
     )
     if problems:
         for problem in problems:
@@ -101,7 +107,10 @@ def _preflight(stack: str, operation: str) -> None:
 
 
 SchemaOf = Annotated[
-    str, typer.Argument(help="Which file: service (services/<name>/service.yaml).")
+    str,
+    typer.Argument(
+        help="Which file: service (services/<name>/service.yaml) or job (jobs/<name>/job.yaml)."
+    ),
 ]
 
 
@@ -110,11 +119,31 @@ def schema(of: SchemaOf = "service") -> None:
     """Print the JSON schema of a Gantry file, for editors and linters."""
     import json
 
+    from gantry.jobs import job_file_schema
     from gantry.service import service_file_schema
 
-    if of != "service":
-        fail(f"no schema for {of!r}; choose: service")
-    console.print_json(json.dumps(service_file_schema()))
+    schemas = {"service": service_file_schema, "job": job_file_schema}
+    if of not in schemas:
+        fail(f"no schema for {of!r}; choose: {', '.join(schemas)}")
+    console.print_json(json.dumps(schemas[of]()))
+
+
+def job_render(
+    name: Annotated[str, typer.Argument(help="The job: a folder of jobs/, e.g. digits.")],
+    stack: Stack = "sandbox",
+    stack_file: Annotated[
+        Path | None,
+        typer.Option("--stack-file", help="Read this stack file instead of Pulumi.<stack>.yaml."),
+    ] = None,
+) -> None:
+    """Print the RayJob a cluster would queue for this job (`kubectl apply -f -`)."""
+    from infra.jobs import render_job_yaml
+
+    cfg = load_stack(stack, stack_file)
+    try:
+        typer.echo(render_job_yaml(name, cfg, stack), nl=False)
+    except GantryError as err:
+        report(err)
 
 
 def main() -> None:
@@ -129,7 +158,9 @@ def main() -> None:
 from loadtests.cli import register as register_loadtest  # noqa: E402
 from loadtests.rightsizing_cli import register as register_capacity  # noqa: E402
 from sandbox.cli import register as register_sandbox  # noqa: E402  (sandbox + rollout)
+from sandbox.job_cli import register as register_job  # noqa: E402
 
 register_sandbox(app)
+register_job(app, render=job_render)
 register_loadtest(app)
 register_capacity(app)

@@ -82,3 +82,66 @@ class Routing(BaseModel):
 def read_routing(state_dir: Path) -> Routing:
     """Which versions of each service serve, and the canary weights (`routing.json`)."""
     return Routing.read(state_dir / ROUTING_FILE)
+
+
+# ---------------------------------------------------------------- the job queue (`gantry job`)
+
+JOBS_DIR = "jobs"  # under the state directory: queue.json, requests/, runs/<job>/run-<n>/
+JOB_QUEUE_FILE = "queue.json"
+JobState = Literal["queued", "running", "succeeded", "failed", "stopped"]
+FINISHED: tuple[JobState, ...] = ("succeeded", "failed", "stopped")
+
+
+class JobEvent(BaseModel):
+    """One change of a job's state, for `gantry job list` and the scenario reports."""
+
+    t: float  # unix time, s
+    state: JobState
+    reason: str = ""
+
+
+class JobRecord(BaseModel):
+    """One job in the sandbox's queue: the latest run of a `jobs/<name>`."""
+
+    name: str
+    team: str
+    pool: str  # the workers' pool
+    priority: str  # WorkloadPriorityClass name
+    priority_value: int
+    requests: dict[str, dict[str, float]]  # pool -> cpu/memory_gib/gpus, what admission counts
+    run: int  # 1, 2, ...: each `gantry job run` of a finished job starts a new run
+    run_dir: str  # checkpoints and outputs of this run, kept across preemptions
+    state: JobState = "queued"
+    reason: str = ""  # why it waits, was preempted, failed or stopped
+    attempts: int = 0  # admissions of this run (1 + preemptions)
+    submission_id: str | None = None  # the Ray job of the current attempt
+    queued_at: float  # s: its place in the queue (reset when preempted)
+    admitted_at: float | None = None
+    started_at: float | None = None  # first admission of this run (max_run_s counts from here)
+    finished_at: float | None = None
+    max_run_s: int
+    submit: dict[str, Any]  # Ray Jobs API submission: entrypoint, resources, runtime_env
+    events: list[JobEvent] = []
+
+    @property
+    def active(self) -> bool:
+        return self.state not in FINISHED
+
+
+class JobQueueFile(BaseModel):
+    """`<state>/jobs/queue.json`, written by the queue's controller after every tick."""
+
+    controller: str | None = None  # the controller's Ray submission id
+    updated_at: float = 0.0
+    # Each team's queue (gantry.admission.Queue's fields), from the stack of the last `job run`.
+    queues: dict[str, dict[str, Any]] = {}
+    jobs: dict[str, JobRecord] = {}
+
+
+def read_jobs(state_dir: Path) -> JobQueueFile:
+    """The sandbox's job queue as its controller last wrote it (empty if none ran)."""
+    try:
+        raw = (state_dir / JOBS_DIR / JOB_QUEUE_FILE).read_text()
+    except FileNotFoundError:
+        return JobQueueFile()
+    return JobQueueFile.model_validate_json(raw)

@@ -148,6 +148,11 @@ class PlatformConfig(StrictModel):
     gpu_stack: Literal["auto", "fake", "nvidia", "none"] = "auto"
     # Time-slicing: pods that share one physical GPU (1 = off). Quotas count slices.
     time_slicing_replicas: Annotated[int, Field(ge=1, le=32)] = 1
+    # The ReadWriteMany StorageClass the teams' job volumes (`job-storage`, docs/jobs.md) use
+    # where the cluster provider gives none: eks (e.g. an EFS class of the EFS CSI driver, both
+    # yours to install) and existing clusters; required there once a team has a `jobs.quota`.
+    # kind has its own (static volumes on a folder all nodes share): not allowed there.
+    job_storage_class: DnsName | None = None
     addons: AddonToggles = AddonToggles()
     teams: TeamsFile = TeamsFile()
 
@@ -202,6 +207,14 @@ class GantryConfig(StrictModel):
                 raise KeyedError(
                     "platform.teams_file", f"{where}: quota.gpus > 0 but none of its pools has GPUs"
                 )
+            for pool, quota in team.jobs.quota.items():
+                if quota.gpus and self.pool(pool).kind != "gpu":
+                    raise KeyedError(
+                        "platform.teams_file",
+                        f"{self.platform.teams_file}: teams[{i}] ({team.name}).jobs.quota.{pool}"
+                        f".gpus: {quota.gpus} GPUs on pool {pool!r}, which has none",
+                    )
+        self._check_job_storage()
         for svc, entry in self.services.items():
             if entry.pool is not None and entry.pool not in names:
                 raise KeyedError(
@@ -209,6 +222,25 @@ class GantryConfig(StrictModel):
                     f"pool {entry.pool!r} does not exist; pools: {names}",
                 )
         return self
+
+    def _check_job_storage(self) -> None:
+        """kind makes its own job storage class; every other provider needs one named as soon
+        as a team runs jobs, or their claims stay Pending and so do the jobs' pods."""
+        key, storage_class = "platform.job_storage_class", self.platform.job_storage_class
+        if self.cluster.provider == "kind":
+            if storage_class is not None:
+                raise KeyedError(
+                    key, "kind has its own job storage class (a folder all nodes share): remove it"
+                )
+            return
+        job_teams = [t.name for t in self.platform.teams.teams if t.jobs.quota]
+        if job_teams and storage_class is None:
+            raise KeyedError(
+                key,
+                f"teams {job_teams} have a jobs.quota: set it to a ReadWriteMany StorageClass "
+                f"of the cluster for their job-storage volumes (on eks an EFS class such as "
+                f"efs-sc, from the EFS CSI driver you install: docs/jobs.md)",
+            )
 
     def pool(self, name: str) -> Pool:
         for p in self.pools:

@@ -24,8 +24,19 @@ RESERVED_NAMESPACES = frozenset(
         "monitoring",
         "flagger-system",
         "gpu-system",
+        "kuberay-system",
+        "kueue-system",
     }
 )
+
+# PriorityClasses (Kubernetes) and WorkloadPriorityClasses (Kueue) of the same names and values:
+# higher wins; only `serving` preempts pods. Name -> (value, preempts, what).
+PRIORITY_CLASSES: dict[str, tuple[int, bool, str]] = {
+    "gantry-serving": (100_000, True, "Online model serving: may preempt batch and preemptible"),
+    "gantry-batch": (10_000, False, "Batch work: queues rather than preempting"),
+    "gantry-preemptible": (100, False, "Best-effort work: first to be preempted"),
+}
+SERVING_PRIORITY = "gantry-serving"
 
 
 class TeamQuota(StrictModel):
@@ -37,6 +48,25 @@ class TeamQuota(StrictModel):
     gpus: NonNegInt = 0  # GPUs (requests.nvidia.com/gpu; time-sliced GPUs count per slice)
 
 
+class PoolQuota(StrictModel):
+    """What a team's admitted jobs may hold at once on one pool (a Kueue flavor's nominal quota)."""
+
+    cpu: Annotated[float, Field(ge=0)] = 0  # cores (requests.cpu)
+    memory_gib: Annotated[float, Field(ge=0)] = 0  # GiB (requests.memory)
+    gpus: NonNegInt = 0  # GPUs (requests.nvidia.com/gpu)
+
+
+class TeamJobs(StrictModel):
+    """A team's batch queue (Kueue ClusterQueue on a cluster, the sandbox's job queue locally)."""
+
+    # Nominal quota per pool (by pool name): a job is admitted while its team's admitted jobs
+    # plus it fit here, or while it can borrow what other teams leave idle.
+    quota: dict[DnsName, PoolQuota] = {}
+    # May borrow the cohort's idle quota (Kueue: no borrowingLimit); what is borrowed is
+    # reclaimed, by preempting the borrower, when its owner's jobs need it.
+    borrowing: bool = True
+
+
 class Team(StrictModel):
     """A team: a namespace of the same name, bound to its identity-provider group."""
 
@@ -44,6 +74,18 @@ class Team(StrictModel):
     group: Annotated[str, Field(min_length=1)]  # group (as the API server sees it) given the Role
     pools: list[DnsName] = Field(min_length=1)  # pools the team's services may be placed on
     quota: TeamQuota
+    jobs: TeamJobs = TeamJobs()
+
+    @model_validator(mode="after")
+    def _job_pools(self) -> Team:
+        for pool in self.jobs.quota:
+            if pool not in self.pools:
+                raise KeyedError(
+                    f"jobs.quota.{pool}",
+                    f"pool {pool!r} is not one of the team's pools {self.pools}",
+                    relative=True,
+                )
+        return self
 
 
 class ContainerDefaults(StrictModel):

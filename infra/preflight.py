@@ -7,9 +7,11 @@
    cluster prerequisites already demand it.)
 3. The whole apply set (infra/checks/offline.py): every Helm release rendered by real Helm from
    the pinned archives (`make charts` fetches them), values checked against their charts,
-   nothing created twice, apply order, monitors, schemas.
+   nothing created twice, apply order, monitors, schemas; with every job's RayJob, as teams
+   submit them afterwards: each must land on its pools and fit what its queue can admit.
 4. Capacity (infra/checks/capacity.py): every pool holds its services at maxReplicas plus a
-   canary plus the rolling-update surge, after DaemonSets (also run by `gantry render`).
+   canary plus the rolling-update surge, and the teams' job quotas, after DaemonSets (also run
+   by `gantry render`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from infra.checks.capacity import capacity_problems
 from infra.checks.offline import check_apply_set
 from infra.checks.schedulability import check
 from infra.helm.archives import ChartsUnavailable
+from infra.jobs import render_jobs
 from infra.render import ResourceIndex, run_offline
 
 DOCKER_HINT = (
@@ -60,8 +63,9 @@ def preflight(stack: str, operation: str) -> None:
             )
     with console.status("Rendering every Helm release and checking the whole apply set"):
         try:
-            objects, problems = check_apply_set(index, cfg.cluster.kubernetes_version)
-        except ChartsUnavailable as err:
+            jobs = render_jobs(cfg)
+            objects, problems = check_apply_set(index, cfg.cluster.kubernetes_version, jobs=jobs)
+        except (ChartsUnavailable, ConfigError) as err:  # no charts, a bad job.yaml
             fail(str(err))
     _stop_on(
         problems, f"{len(problems)} problem(s) in what stack {stack!r} would apply; none applied."
@@ -69,7 +73,8 @@ def preflight(stack: str, operation: str) -> None:
     console.print(f"[green]ok[/] every object stack [bold]{stack}[/] would apply checks out")
     stop_on_capacity(objects, cfg, stack)
     console.print(
-        f"[green]ok[/] every pool of stack [bold]{stack}[/] holds its services' worst case"
+        f"[green]ok[/] every pool of stack [bold]{stack}[/] holds its services' worst case "
+        "and the teams' job quotas"
     )
 
 
@@ -84,7 +89,7 @@ def stop_on_capacity(objects: ApplySet, cfg: GantryConfig, stack: str) -> None:
     _stop_on(
         problems,
         f"{len(problems)} pool(s) of stack {stack!r} cannot hold their services at max replicas "
-        "+ canary + surge; nothing was applied.",
+        "+ canary + surge and the teams' job quotas; nothing was applied.",
         CAPACITY_HINT,
     )
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel
 
 from gantry.canary import Outcome, Phase
-from loadtests.scenario import Expectations
+from gantry.jobs import RESUMED_FROM
+from loadtests.scenario import Expectations, JobExpectation
 from loadtests.timeline import Sample
 
 # What ends a rollout, by outcome, lower-cased as the timeline may hold it: a cluster's Flagger
@@ -42,6 +44,15 @@ class Points(BaseModel):
     drop: int | None = None
 
 
+class JobFacts(BaseModel):
+    """How one job of the run went (from the sandbox's queue and the job's result file)."""
+
+    state: str
+    preemptions: int = 0
+    attempts: int = 0
+    result: dict[str, Any] = {}  # the job's gantry.jobs.RESULT_FILE, if it wrote one
+
+
 class RunFacts(BaseModel):
     """What the run knows beyond the timeline: Locust's totals and the fault's time."""
 
@@ -52,6 +63,8 @@ class RunFacts(BaseModel):
     fault_at_s: float | None = None
     replica_deaths: int | None = None
     """Replicas that died unintended during the run (None: the observer cannot tell)."""
+    jobs: dict[str, JobFacts] = {}
+    """The scenario's jobs as the queue last saw them, by name."""
 
 
 # A clean failure: the platform answered, with a 5xx or Serve's 408 (its request timeout), as
@@ -100,6 +113,7 @@ def evaluate(
         (exp.max_latency_ms, lambda: _max_latency(exp, facts)),
         (exp.replica_deaths, lambda: _deaths(exp, facts)),
         (exp.rollout, lambda: _rollout(exp, samples)),
+        *((job, lambda n=name, j=job: _job(n, j, facts)) for name, job in exp.jobs.items()),
     ]
     for wanted, check in evaluators:
         if wanted is not None:
@@ -260,6 +274,28 @@ def outcome(phase: str | None) -> Outcome | None:
     if p in ROLLED_BACK:
         return Outcome.ROLLED_BACK
     return None
+
+
+def _job(name: str, exp: JobExpectation, facts: RunFacts) -> Check:
+    """The job ended as expected: its state, how often it was preempted, whether it resumed."""
+    wanted: list[str] = [exp.state]
+    if exp.min_preemptions is not None:
+        wanted.append(f"preempted >= {exp.min_preemptions}x")
+    if exp.resumed is not None:
+        wanted.append("resumed from a checkpoint" if exp.resumed else "never resumed")
+    job = facts.jobs.get(name)
+    if job is None:
+        return _no_data(f"job {name}", ", ".join(wanted), "the job was never queued")
+    resumed_from = job.result.get(RESUMED_FROM)
+    passed = (
+        job.state == exp.state
+        and (exp.min_preemptions is None or job.preemptions >= exp.min_preemptions)
+        and (exp.resumed is None or (resumed_from is not None) == exp.resumed)
+    )
+    measured = f"{job.state}, preempted {job.preemptions}x"
+    if resumed_from is not None:
+        measured += f", resumed from {resumed_from}"
+    return Check(name=f"job {name}", expected=", ".join(wanted), measured=measured, passed=passed)
 
 
 def _rollout(exp: Expectations, samples: list[Sample]) -> Check:

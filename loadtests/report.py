@@ -6,6 +6,8 @@ and `platform.jsonl`, and the merged `timeline.jsonl` the expectations were eval
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 
 import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 from pydantic import BaseModel
 from rich.console import Console, Group, RenderableType
@@ -72,6 +76,43 @@ def _phase_changes(samples: list[Sample]) -> list[Sample]:
     return out
 
 
+@dataclass(frozen=True)
+class JobSpan:
+    """One stretch of a job in one state, in s since the load started."""
+
+    start: float
+    end: float
+    state: str  # queued | running (the finished states end the last span)
+    reason: str = ""
+
+
+JOB_COLORS = {"queued": "lightgray", "running": "tab:green"}
+
+
+def _plot_jobs(ax: Any, jobs: Mapping[str, list[JobSpan]]) -> None:
+    """One bar per job: gray while queued, green while running; a red tick where preempted."""
+    for row, spans in enumerate(jobs.values()):
+        for span in spans:
+            color = JOB_COLORS.get(span.state)
+            if color:
+                ax.broken_barh([(span.start, span.end - span.start)], (row - 0.3, 0.6), color=color)
+            if span.reason.startswith("preempted"):
+                ax.plot([span.start], [row], marker="x", color="tab:red", ms=9)
+    ax.set_yticks(range(len(jobs)), list(jobs))
+    ax.set_ylim(-0.7, len(jobs) - 0.3)
+    ax.set_ylabel("jobs")
+    ax.legend(
+        handles=[
+            Patch(color=JOB_COLORS["queued"], label="queued"),
+            Patch(color=JOB_COLORS["running"], label="running"),
+            Line2D([], [], marker="x", color="tab:red", ls="", label="preempted"),
+        ],
+        loc="upper right",
+        fontsize=7,
+        ncol=3,
+    )
+
+
 def _val(x: float | int | None) -> float:
     return float("nan") if x is None else float(x)
 
@@ -83,11 +124,18 @@ def plot_timeline(
     slo_p99_ms: float | None = None,
     rollout_at_s: float | None = None,
     fault: tuple[float, str] | None = None,
+    jobs: Mapping[str, list[JobSpan]] | None = None,
 ) -> Path:
-    """RPS, latency, replicas per version, traffic weights and nodes per pool over one time axis."""
+    """RPS, latency, replicas per version, traffic weights and nodes per pool over one time axis;
+    with `jobs`, a last panel of each job's queued and running spans."""
     t = [s.t for s in samples]
-    fig, axes = plt.subplots(5, 1, figsize=(10, 11), sharex=True, constrained_layout=True)
-    ax_rps, ax_lat, ax_rep, ax_w, ax_nodes = axes
+    rows = 6 if jobs else 5
+    fig, axes = plt.subplots(
+        rows, 1, figsize=(10, 11 + 1.5 * (rows - 5)), sharex=True, constrained_layout=True
+    )
+    ax_rps, ax_lat, ax_rep, ax_w, ax_nodes = axes[:5]
+    if jobs:
+        _plot_jobs(axes[5], jobs)
 
     ax_rps.plot(t, [_val(s.rps) for s in samples], label="requests/s", color="tab:blue")
     ax_rps.plot(t, [_val(s.fail_rps) for s in samples], label="failed/s", color="tab:red")
@@ -120,7 +168,7 @@ def plot_timeline(
     for key, ys in _series(samples, "nodes").items():
         ax_nodes.step(t, ys, where="post", label=key)
     ax_nodes.set_ylabel("nodes")
-    ax_nodes.set_xlabel("time since load start (s)")
+    axes[-1].set_xlabel("time since load start (s)")
 
     for ax in (ax_rep, ax_nodes):
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))

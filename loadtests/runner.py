@@ -26,12 +26,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gantry.errors import PrerequisiteError
-from gantry.sandbox_state import SandboxState, read_state
+from gantry.jobs import RESULT_FILE
+from gantry.sandbox_state import JobRecord, SandboxState, read_jobs, read_state
 from gantry.service import load_service
 from loadtests import payloads
-from loadtests.expectations import RunFacts, evaluate
+from loadtests.expectations import JobFacts, RunFacts, evaluate
 from loadtests.observers import NullObserver, Observer, Sampler, SandboxObserver
-from loadtests.report import Summary, plot_timeline, write_summary
+from loadtests.report import JobSpan, Summary, plot_timeline, write_summary
 from loadtests.scenario import SANDBOX, RunSpec, Scenario
 from loadtests.timeline import LoadPoint, PlatformPoint, merge, read_points, write_timeline
 
@@ -40,6 +41,8 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 GRACE_S = 30.0
 # Longest `gantry sandbox fault` may take (s): it asks Ray's API (retried) and kills by PID.
 FAULT_TIMEOUT_S = 60.0
+# Longest `gantry job run --detach` may take (s): the first one starts the queue's controller.
+JOB_SUBMIT_TIMEOUT_S = 60.0
 
 
 class TargetError(PrerequisiteError):
@@ -52,6 +55,8 @@ class Target:
     observer: Observer
     rollout_cmd: list[str] | None = None  # argv; the version is appended as `--to <v>`
     fault_cmd: list[str] | None = None  # argv; the fault's kind and target are appended
+    job_cmd: list[str] | None = None  # argv; the job's name and --set options are appended
+    state_dir: Path | None = None  # the sandbox's, whose job queue the run reads
     n_features: int = 4
 
 
@@ -169,6 +174,7 @@ class _Run:
         self.rollout_end: float | None = None  # epoch s
         self.fault_at: float | None = None  # s after the load started
         self.fault_hit: dict[str, Any] | None = None  # what `gantry sandbox fault` hit
+        self.jobs_at: dict[str, float] = {}  # job -> s after the load started it was queued
         self.tail_from: float | None = None  # epoch s the load ended
 
     def execute(self, console: Console) -> Summary:
@@ -208,6 +214,7 @@ class _Run:
             self.baseline = sum(latest.replicas.values())
         self._drive_rollout(now)
         self._inject_fault(now)
+        self._queue_jobs(now)
         if (self.out / "abort.json").exists():
             self.aborted = json.loads((self.out / "abort.json").read_text())["reason"]
         if self.locust.poll() is None:
@@ -266,6 +273,33 @@ class _Run:
             json.dumps({"at_s": round(t, 1), **self.fault_hit}) + "\n"
         )
 
+    def _queue_jobs(self, now: float) -> None:
+        """Queue each of the scenario's jobs once, on time (`gantry job run --detach`)."""
+        t = now - _t0(self.out, self.started)
+        for step in self.scenario.jobs:
+            if step.name in self.jobs_at or t < step.at_s or self.locust.poll() is not None:
+                continue
+            self.jobs_at[step.name] = t
+            if self.target.job_cmd is None:
+                self._abort(f"the target cannot run job {step.name} (the sandbox can)")
+                return
+            sets = [f"--set={k}={json.dumps(v)}" for k, v in step.set.items()]
+            argv = [*self.target.job_cmd, step.name, *sets]
+            try:
+                done = subprocess.run(
+                    argv, capture_output=True, text=True, timeout=JOB_SUBMIT_TIMEOUT_S
+                )
+            except subprocess.TimeoutExpired:
+                self._abort(f"job {step.name} was not queued within {JOB_SUBMIT_TIMEOUT_S:g} s")
+                return
+            if done.returncode:
+                self._abort(f"job {step.name} was not queued: {done.stderr.strip()[-300:]}")
+                return
+
+    def _jobs_active(self) -> bool:
+        jobs = _job_records(self.target.state_dir)
+        return any(name in jobs and jobs[name].active for name in self.jobs_at)
+
     def _abort(self, reason: str) -> None:
         self.aborted = reason
         (self.out / "stop").touch()  # the shape ends at its next tick
@@ -273,6 +307,8 @@ class _Run:
     def _settled(self, latest: PlatformPoint | None) -> bool:
         """Nothing left to watch: the rollout is over and seen, replicas are back if asked."""
         if latest is None or latest.error is not None:
+            return False
+        if self._jobs_active():
             return False
         if self.rollout is not None and (self.rollout_end is None or latest.ts <= self.rollout_end):
             return False  # a sample taken after the rollout ended carries its final phase
@@ -333,6 +369,7 @@ def _finish(run: _Run) -> Summary:
             if scenario.expectations.replica_deaths is None
             else run.target.observer.replica_deaths()
         ),
+        jobs=_job_facts(run.target.state_dir, list(run.jobs_at)),
     )
     checks = evaluate(scenario.expectations, samples, failures, slo_p99_ms, facts)
     aborted = run.aborted or (None if requests else "no request completed")
@@ -359,12 +396,50 @@ def _finish(run: _Run) -> Summary:
         slo_p99_ms=slo_p99_ms,
         rollout_at_s=summary.rollout_started_at_s,
         fault=(run.fault_at, scenario.fault.kind) if scenario.fault and run.fault_at else None,
+        jobs=_job_spans(run.target.state_dir, list(run.jobs_at), t0),
     )
     reports = ("timeline.png", "timeline.jsonl", "locust.html", "locust_stats.csv",
                "locust_failures.csv", "rollout.log", "fault.json")  # fmt: skip
     summary.files = {name: str(out / name) for name in reports if (out / name).exists()}
     write_summary(out, summary)
     return summary
+
+
+def _job_records(state_dir: Path | None) -> dict[str, JobRecord]:
+    return read_jobs(state_dir).jobs if state_dir is not None else {}
+
+
+def _job_facts(state_dir: Path | None, names: list[str]) -> dict[str, JobFacts]:
+    """How each of the run's jobs went: the queue's record and the job's own result file."""
+    facts = {}
+    for name, rec in _job_records(state_dir).items():
+        if name not in names:
+            continue
+        try:
+            result = json.loads((Path(rec.run_dir) / RESULT_FILE).read_text())
+        except (OSError, ValueError):
+            result = {}
+        preempted = [e for e in rec.events if e.reason.startswith("preempted")]
+        facts[name] = JobFacts(
+            state=rec.state, preemptions=len(preempted), attempts=rec.attempts, result=result
+        )
+    return facts
+
+
+def _job_spans(state_dir: Path | None, names: list[str], t0: float) -> dict[str, list[JobSpan]]:
+    """Each of the run's jobs as spans of one state, in s since the load started."""
+    spans: dict[str, list[JobSpan]] = {}
+    records = _job_records(state_dir)
+    for name in names:
+        rec = records.get(name)
+        if rec is None:
+            continue
+        ends = [e.t for e in rec.events[1:]] + [rec.finished_at or time.time()]
+        spans[name] = [
+            JobSpan(e.t - t0, end - t0, e.state, e.reason)
+            for e, end in zip(rec.events, ends, strict=True)
+        ]
+    return spans
 
 
 def _locust_failures(path: Path) -> dict[str, int]:
@@ -403,11 +478,17 @@ def resolve_target(
             rollout += ["--stack-file", str(stack_file)]
         fault = [sys.executable, "-c", "from gantry.cli import main; main()", "sandbox", "fault",
                  "--state-dir", str(state_dir)]  # fmt: skip
+        job = [sys.executable, "-c", "from gantry.cli import main; main()", "job", "run",
+               "--detach", "--state-dir", str(state_dir)]  # fmt: skip
+        if stack_file is not None:
+            job += ["--stack-file", str(stack_file)]
         return Target(
             host=sandbox.routes[scenario.service].rstrip("/"),
             observer=SandboxObserver(sandbox, scenario.service, state_dir),
             rollout_cmd=rollout,
             fault_cmd=fault,
+            job_cmd=job,
+            state_dir=state_dir,
         )
     return Target(host=url.rstrip("/"), observer=_cluster_observer(scenario))
 

@@ -74,6 +74,26 @@ class Fault(_Model):
         return self
 
 
+class JobStep(_Model):
+    """Queue a job of jobs/ `at_s` seconds after the load started (sandbox: `gantry job run`)."""
+
+    at_s: Annotated[float, Field(ge=0, le=MAX_DURATION_S)]
+    name: str = Field(min_length=1)
+    """The job: a folder of jobs/, e.g. digits."""
+    set: dict[str, Any] = {}
+    """Overrides of the job's `config` (as `gantry job run --set KEY=VALUE`)."""
+
+
+class JobExpectation(_Model):
+    """How one of the scenario's jobs must have ended (gantry/sandbox_state.py JobRecord)."""
+
+    state: Literal["succeeded", "failed", "stopped"] = "succeeded"
+    min_preemptions: Annotated[int, Field(ge=0)] | None = None
+    """It was preempted (and queued again) at least this many times."""
+    resumed: bool | None = None
+    """Its result (gantry.jobs.RESULT_FILE) says it resumed from a checkpoint."""
+
+
 class Expectations(_Model):
     """What must hold; every key is optional. Times in s, latencies in ms, replicas counted
     across all versions of the service."""
@@ -110,6 +130,8 @@ class Expectations(_Model):
     """At most this many replicas died unintended (killed, crashed; not a scale-in)."""
     rollout: Literal["promoted", "rolled_back"] | None = None
     """How the rollout must end."""
+    jobs: dict[str, JobExpectation] = {}
+    """How the scenario's jobs (`jobs:` steps) must have ended, by job name."""
 
     @field_validator("recover_within_s")
     @classmethod
@@ -144,6 +166,8 @@ class Scenario(_Model):
     latency SLO is written for)."""
     rollout: Rollout | None = None
     fault: Fault | None = None
+    jobs: list[JobStep] = []
+    """Jobs queued during the run; the run observes until they end (within `tail_s`)."""
     expectations: Expectations = Expectations()
     abort: Abort = Abort()
     tail_s: Annotated[float, Field(ge=0, le=600)] = 0.0
@@ -169,6 +193,13 @@ class Scenario(_Model):
             raise ValueError("expectations.replaced_within_s and recover_after: fault need a fault")
         if self.fault is not None and self.fault.at_s >= self.shape.duration_s:
             raise ValueError(f"fault.at_s {self.fault.at_s:g} must be before shape.duration_s")
+        queued = [j.name for j in self.jobs]
+        for name in e.jobs:
+            if name not in queued:
+                raise ValueError(f"expectations.jobs.{name}: no `jobs:` step queues {name!r}")
+        for i, name in enumerate(queued):
+            if name in queued[:i]:
+                raise ValueError(f"jobs[{i}]: {name!r} is queued twice (one run at a time)")
         return self
 
     @property

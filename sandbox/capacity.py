@@ -13,17 +13,20 @@ is not counted. The sums and messages are gantry/capacity.py's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from gantry import capacity
 from gantry.pools import PoolScheduling
 from gantry.service import ServiceSpec
 from gantry.stack import SandboxSettings
+from gantry.teams import TeamsFile
 from sandbox.raycluster import head_pool, node_resources
 from sandbox.serving import version_app
 
 # Serve's default `ray_actor_options.num_cpus` of a replica (ray.serve's DeploymentConfig).
 SERVE_DEFAULT_NUM_CPUS = 1.0
+RAY_RESOURCES = ("cpu", "gpus")  # what Ray's nodes advertise here (gantry.capacity's names)
 
 
 def demands(
@@ -75,8 +78,22 @@ def supplies(
     return out
 
 
+def job_quotas(teams: TeamsFile, teams_file: str) -> list[capacity.Demand]:
+    """Every team's job quota per pool (gantry.capacity.job_demands), in Ray's resources: memory
+    is no Ray resource here."""
+    return [
+        replace(d, per_pod={r: v for r, v in d.per_pod.items() if r in RAY_RESOURCES})
+        for d in capacity.job_demands(teams.teams, teams_file)
+    ]
+
+
 def capacity_problems(
-    specs: Mapping[str, ServiceSpec], pools: dict[str, PoolScheduling], settings: SandboxSettings
+    specs: Mapping[str, ServiceSpec],
+    pools: dict[str, PoolScheduling],
+    settings: SandboxSettings,
+    jobs: Iterable[capacity.Demand] = (),
 ) -> list[str]:
-    """One line per pool whose Ray nodes cannot hold its services' worst case."""
-    return capacity.problems(capacity.check(supplies(pools, settings), demands(specs, pools)))
+    """One line per pool whose Ray nodes cannot hold its services' worst case and the teams'
+    job quotas (`job_quotas`) on it."""
+    found = [*demands(specs, pools), *jobs]
+    return capacity.problems(capacity.check(supplies(pools, settings), found))

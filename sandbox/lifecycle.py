@@ -23,6 +23,7 @@ from typing import Any
 import requests
 import yaml
 
+from gantry.capacity import Demand
 from gantry.errors import ConfigError
 from gantry.pools import PoolScheduling, pool_facts
 from gantry.sandbox_state import Proc, Routing, SandboxState, ServiceRouting
@@ -51,12 +52,14 @@ class Plan:
     pools: dict[str, PoolScheduling]
     head: PoolScheduling
     specs: dict[str, ServiceSpec]
+    job_quotas: tuple[Demand, ...] = ()  # the teams' job quotas, held beside services
 
     @classmethod
     def from_config(cls, cfg: GantryConfig, services_dir: Path | None = None) -> Plan:
         pools = pool_facts(cfg.pools)
         specs = load_services(cfg, services_dir) if services_dir else load_services(cfg)
-        return cls(cfg.sandbox, pools, raycluster.head_pool(pools), specs)
+        quotas = capacity.job_quotas(cfg.platform.teams, cfg.platform.teams_file)
+        return cls(cfg.sandbox, pools, raycluster.head_pool(pools), specs, tuple(quotas))
 
     def serve_document(self, routing: Routing, serve_port: int) -> dict[str, Any]:
         return serve_document(self.specs, routing, self.pools, serve_port)
@@ -168,11 +171,11 @@ def _last_line(log: Path | None) -> str:
 def check_capacity(plan: Plan) -> None:
     """Raise ConfigError, one line per pool, where Ray's node types cannot hold the services'
     worst case (sandbox/capacity.py); before anything starts."""
-    problems = capacity.capacity_problems(plan.specs, plan.pools, plan.settings)
+    problems = capacity.capacity_problems(plan.specs, plan.pools, plan.settings, plan.job_quotas)
     if problems:
         raise ConfigError(
-            "the sandbox's pools cannot hold their services at max replicas + a canary:\n  "
-            + "\n  ".join(problems),
+            "the sandbox's pools cannot hold their services at max replicas + a canary, and "
+            "the teams' job quotas:\n  " + "\n  ".join(problems),
             "what is counted and why: docs/autoscaling.md (Capacity check)",
         )
 

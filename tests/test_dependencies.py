@@ -21,7 +21,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DEV_LOCK = REPO / "requirements" / "dev.lock"
 BASE_LOCK = REPO / "requirements" / "gantry.lock"
-IMAGE_FILES = sorted((REPO / "services").glob("*/requirements*.txt"))
+IMAGE_FILES = [
+    *sorted((REPO / "services").glob("*/requirements*.txt")),
+    REPO / "jobs" / "requirements.txt",
+]
 # What the base install (`gantry up` / `gantry render`) must not pull in.
 ENGINES = {"torch", "onnxruntime", "ray", "sentence-transformers", "locust", "gevent"}
 

@@ -1,4 +1,5 @@
-"""Layer 2, the platform: Istio, Prometheus stack, custom metrics, Flagger, GPU add-ons, tenancy.
+"""Layer 2, the platform: Istio, Prometheus stack, custom metrics, Flagger, GPU add-ons, tenancy,
+batch jobs (KubeRay and Kueue).
 
 `Platform(name, PlatformArgs(cluster, config))` builds it on any `ClusterOutputs`; the serving
 layer reads only `Platform.outputs` (a `PlatformOutputs`). Helm values live in
@@ -13,7 +14,9 @@ from typing import Any, Literal
 import pulumi
 
 from gantry.stack import PlatformConfig
+from gantry.teams import PRIORITY_CLASSES
 from infra.addons.autoscaling import Autoscaling, AutoscalingArgs
+from infra.addons.batch import Batch, BatchArgs
 from infra.addons.delivery import FLAGGER_NAMESPACE, LOADTESTER_URL, Delivery, DeliveryArgs
 from infra.addons.gpu import Gpus, GpusArgs
 from infra.addons.mesh import (
@@ -28,7 +31,6 @@ from infra.addons.metrics import IN_FLIGHT_METRIC
 from infra.addons.monitoring import MESH_SCRAPE, PROMETHEUS_URL, Monitoring, MonitoringArgs
 from infra.addons.release import ClusterTarget
 from infra.addons.tenancy import (
-    PRIORITY_CLASSES,
     Priorities,
     TeamTenancy,
     TeamTenancyArgs,
@@ -148,6 +150,18 @@ class Platform(pulumi.ComponentResource):
             )
             for t in config.teams.teams
         }
+        Batch(
+            "batch",
+            BatchArgs(
+                target=target,
+                pools=list(cluster.pools.values()),
+                teams=config.teams.teams,
+                team_namespaces={name: t.namespace for name, t in teams.items()},
+                job_storage=cluster.job_storage,
+                prometheus=monitoring.stack,
+            ),
+            child,
+        )
         self.outputs = PlatformOutputs(
             gateway=f"{GATEWAY_NAMESPACE}/{GATEWAY_NAME}",
             gateway_namespace=GATEWAY_NAMESPACE,

@@ -21,6 +21,9 @@ FAKE_GPU_OPERATOR_OCI = "oci://ghcr.io/run-ai/fake-gpu-operator/fake-gpu-operato
 # Karpenter publishes its charts on public ECR only (OCI); the CRDs come as a chart of their own.
 KARPENTER_OCI = "oci://public.ecr.aws/karpenter"
 KARPENTER_VERSION = "1.14.1"
+# Batch jobs: KubeRay runs a job's Ray cluster (RayJob), Kueue queues it (infra/addons/batch.py).
+KUBERAY_REPO = "https://ray-project.github.io/kuberay-helm/"
+KUEUE_OCI = "oci://registry.k8s.io/kueue/charts/kueue"
 
 # Documented for Kubernetes 1.29-1.33; the EKS stack's 1.35 is beyond that until Istio is bumped
 # (docs/limitations.md). 1.27.1 is the Istio whose charts are in the pinned archive set.
@@ -62,6 +65,10 @@ CHARTS: dict[str, Chart] = {
     # Installed by the cluster layer on EKS (infra/cluster/karpenter.py); keep the pair together.
     "karpenter-crd": Chart(f"{KARPENTER_OCI}/karpenter-crd", KARPENTER_VERSION, None),
     "karpenter": Chart(f"{KARPENTER_OCI}/karpenter", KARPENTER_VERSION, None),
+    # KubeRay 1.7 and Kueue 0.19: Kueue's rayjob integration builds on this KubeRay's API
+    # (ray.io/v1); bump them together and re-read infra/jobs/rayjob.py's submission mode.
+    "kuberay-operator": Chart("kuberay-operator", "1.7.0", KUBERAY_REPO),
+    "kueue": Chart(KUEUE_OCI, "0.19.2", None),
 }
 
 

@@ -26,6 +26,8 @@ MONITORING_NAMESPACE = "monitoring"
 # values.yaml sets fullnameOverride: kps; the chart names its service <fullname>-prometheus.
 PROMETHEUS_SERVICE = "kps-prometheus"
 PROMETHEUS_PORT = 9090
+# Prometheus' service account (the chart's <fullname>-prometheus), for RBAC on scrape targets.
+PROMETHEUS_SERVICE_ACCOUNT = "kps-prometheus"
 PROMETHEUS_URL = (
     f"http://{PROMETHEUS_SERVICE}.{MONITORING_NAMESPACE}.svc.cluster.local:{PROMETHEUS_PORT}"
 )

@@ -16,6 +16,9 @@ PssLevel = Literal["privileged", "baseline", "restricted"]
 PSS_PREFIX = "pod-security.kubernetes.io"
 # Istio's sidecar injector: pods in a namespace with this label get an Envoy sidecar.
 INJECTION_LABEL = "istio-injection"
+NS_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every namespace
+# On every team namespace (value: the team): what Kueue's webhooks and queues select by.
+TEAM_LABEL = "gantry.dev/team"
 
 
 def pss_labels(level: PssLevel) -> dict[str, str]:

@@ -14,21 +14,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from gantry.pools import GPU_RESOURCE
-from gantry.teams import ContainerDefaults, Team
+from gantry.teams import PRIORITY_CLASSES, ContainerDefaults, Team
+from infra.addons.batch import KUBERAY_NAMESPACE, RAY_DASHBOARD_PORT, RAY_HEAD_LABELS
 from infra.addons.delivery import FLAGGER_NAMESPACE
 from infra.addons.mesh import GATEWAY_NAMESPACE, ISTIO_NAMESPACE
 from infra.addons.monitoring import MONITORING_NAMESPACE
-from infra.addons.namespaces import namespace
+from infra.addons.namespaces import NS_NAME_LABEL, TEAM_LABEL, namespace
 
-# PriorityClasses (value: higher wins; only `serving` preempts). Name -> (value, preempts, what).
-PRIORITY_CLASSES: dict[str, tuple[int, bool, str]] = {
-    "gantry-serving": (100_000, True, "Online model serving: may preempt batch and preemptible"),
-    "gantry-batch": (10_000, False, "Batch work: queues rather than preempting"),
-    "gantry-preemptible": (100, False, "Best-effort work: first to be preempted"),
-}
 # Namespaces whose pods may call into every team namespace (beside the team's own pods).
 PLATFORM_PEERS = (GATEWAY_NAMESPACE, MONITORING_NAMESPACE, FLAGGER_NAMESPACE)
-NS_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every namespace
 ISTIOD_XDS_PORT = 15012  # sidecars fetch config and certificates from istiod here
 
 # What a team may do in its own namespace. No secrets, no RBAC, nothing cluster-wide.
@@ -55,6 +49,11 @@ TEAM_RULES: Any = [
         "resources": ["virtualservices", "destinationrules"],
         "verbs": _READ,
     },
+    # Batch jobs (docs/jobs.md): submit and cancel RayJobs, watch what Kueue and KubeRay make of
+    # them. No update: a job's spec (and `suspend`) is Kueue's once it is queued.
+    {"apiGroups": ["ray.io"], "resources": ["rayjobs"], "verbs": [*_READ, "create", "delete"]},
+    {"apiGroups": ["ray.io"], "resources": ["rayclusters"], "verbs": _READ},
+    {"apiGroups": ["kueue.x-k8s.io"], "resources": ["workloads", "localqueues"], "verbs": _READ},
 ]
 
 
@@ -88,6 +87,19 @@ def network_policies(ns: str) -> dict[str, dict[str, Any]]:
             "policyTypes": ["Ingress"],
             # The ingress gateway, Prometheus' scrapes, and Flagger's load tester.
             "ingress": [{"from": [_from_namespace(peer) for peer in PLATFORM_PEERS]}],
+        },
+        # KubeRay submits a job to its Ray head and polls its status over the Ray dashboard's
+        # HTTP API (HTTPMode, infra/jobs/rayjob.py); Ray pods already reach each other through
+        # allow-same-namespace.
+        "allow-kuberay-to-ray-head": {
+            "podSelector": {"matchLabels": dict(RAY_HEAD_LABELS)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [_from_namespace(KUBERAY_NAMESPACE)],
+                    "ports": [{"protocol": "TCP", "port": RAY_DASHBOARD_PORT}],
+                }
+            ],
         },
         "allow-egress-dns": {
             "podSelector": {},
@@ -136,7 +148,7 @@ class TeamTenancy(pulumi.ComponentResource):
             "restricted",
             pulumi.ResourceOptions(parent=self),
             injection=True,
-            labels={"gantry.dev/team": ns},
+            labels={TEAM_LABEL: ns},
         )
         inner = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
 

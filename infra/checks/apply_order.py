@@ -8,6 +8,10 @@ The rules, each a way a real `pulumi up` fails or stalls:
 - a namespaced object before its namespace, a workload before its PriorityClass, ServiceAccount
   or (non-optional) ConfigMaps: rejected, or pods that never start.
 - a pod asking for an extended resource (GPUs) before the add-on that advertises it: Pending.
+- a pod before the PersistentVolumeClaim it mounts: Pending.
+- Kueue: a job before the LocalQueue and WorkloadPriorityClass its labels name, a LocalQueue
+  before its ClusterQueue, a ClusterQueue before its ResourceFlavors: rejected by Kueue's
+  webhooks, or queues that admit nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from gantry.pools import GPU_RESOURCE
+from infra.addons.batch import PRIORITY_LABEL, QUEUE_LABEL
 from infra.checks.apply_set import ApplySet, Entry
 from infra.checks.schemas import is_custom_resource
 from infra.helm.kinds import group_kind
@@ -30,6 +35,7 @@ BUILTIN = {
 # Extended resources and the charts whose node agents advertise them.
 RESOURCE_ADVERTISERS = {GPU_RESOURCE: ("nvidia-device-plugin", "fake-gpu-operator")}
 WORKLOAD_KINDS = {"Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"}
+RAY_KINDS = {"RayJob", "RayCluster"}  # KubeRay: a Ray cluster's head and worker pod templates
 
 
 def duplicates(objects: ApplySet) -> list[str]:
@@ -52,6 +58,33 @@ def pod_spec(manifest: dict[str, Any]) -> dict[str, Any] | None:
     if kind in WORKLOAD_KINDS:
         return (spec.get("template") or {}).get("spec") or {}
     return None
+
+
+def pod_specs(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every pod template of an object: a workload's one, a Ray cluster's head and workers'."""
+    if manifest.get("kind") not in RAY_KINDS:
+        spec = pod_spec(manifest)
+        return [] if spec is None else [spec]
+    body = manifest.get("spec") or {}
+    cluster = body.get("rayClusterSpec") or {} if manifest["kind"] == "RayJob" else body
+    groups = [cluster.get("headGroupSpec") or {}, *(cluster.get("workerGroupSpecs") or [])]
+    return [(g.get("template") or {}).get("spec") or {} for g in groups]
+
+
+def _kueue_references(manifest: dict[str, Any], ns: str) -> Iterator[tuple[str, str, str]]:
+    """(kind, namespace, name) of the Kueue objects this one names and needs."""
+    labels = (manifest.get("metadata") or {}).get("labels") or {}
+    if QUEUE_LABEL in labels:
+        yield "LocalQueue", ns, labels[QUEUE_LABEL]
+    if PRIORITY_LABEL in labels:
+        yield "WorkloadPriorityClass", "", labels[PRIORITY_LABEL]
+    spec = manifest.get("spec") or {}
+    if manifest.get("kind") == "LocalQueue":
+        yield "ClusterQueue", "", spec["clusterQueue"]
+    if manifest.get("kind") == "ClusterQueue":
+        for group in spec.get("resourceGroups") or []:
+            for flavor in group.get("flavors") or []:
+                yield "ResourceFlavor", "", flavor["name"]
 
 
 def _config_maps(spec: dict[str, Any]) -> Iterator[str]:
@@ -115,6 +148,26 @@ def missing_before(objects: ApplySet) -> list[str]:
             objects.exists_before,
         )
 
+    def pod_needs(e: Entry, spec: dict[str, Any], ns: str) -> None:
+        if spec.get("priorityClassName"):
+            need_object(e, "PriorityClass", "", spec["priorityClassName"])
+        need_object(e, "ServiceAccount", ns, spec.get("serviceAccountName") or "default")
+        for cm in sorted(set(_config_maps(spec))):
+            need_object(e, "ConfigMap", ns, cm)
+        for volume in spec.get("volumes") or []:
+            if claim := (volume.get("persistentVolumeClaim") or {}).get("claimName"):
+                need_object(e, "PersistentVolumeClaim", ns, claim)
+        for resource, charts in RESOURCE_ADVERTISERS.items():
+            if resource in _requests(spec):
+                advertisers = [
+                    a
+                    for a in objects
+                    if a.owner in objects.releases
+                    and objects.releases[a.owner].inputs.pinned.name in charts
+                    and a.manifest.get("kind") == "DaemonSet"
+                ]
+                need(e, f"a {resource} device plugin", advertisers, objects.exists_before)
+
     for e in objects:
         group, kind = group_kind(e.manifest)
         ns = e.key[2]
@@ -130,29 +183,10 @@ def missing_before(objects: ApplySet) -> list[str]:
             )
         if ns and objects.namespaced(e):
             need_object(e, "Namespace", "", ns)
-        spec = pod_spec(e.manifest)
-        if spec is None:
-            continue
-        if spec.get("priorityClassName"):
-            need_object(e, "PriorityClass", "", spec["priorityClassName"])
-        need_object(e, "ServiceAccount", ns, spec.get("serviceAccountName") or "default")
-        for cm in sorted(set(_config_maps(spec))):
-            need_object(e, "ConfigMap", ns, cm)
-        for resource, charts in RESOURCE_ADVERTISERS.items():
-            if resource in _requests(spec):
-                advertisers = [
-                    a
-                    for a in objects
-                    if a.owner in objects.releases
-                    and objects.releases[a.owner].inputs.pinned.name in charts
-                    and a.manifest.get("kind") == "DaemonSet"
-                ]
-                need(
-                    e,
-                    f"a {resource} device plugin",
-                    advertisers,
-                    objects.exists_before,
-                )
+        for ref in _kueue_references(e.manifest, ns):
+            need_object(e, *ref)
+        for spec in pod_specs(e.manifest):
+            pod_needs(e, spec, ns)
     return problems
 
 

@@ -1,5 +1,6 @@
 """Everything `pulumi up` would apply, as one set: Gantry's own objects plus every object each
-Helm release creates, each with the resource that creates it and what that resource waits for.
+Helm release creates, each with the resource that creates it and what that resource waits for;
+and what teams submit once it is applied (every job's RayJob, infra/jobs/rayjob.py).
 
 `what_exists_before(owner)` reads the program's real dependency graph (every registration's
 `dependencies`, with a dependency on a component meaning all of its children, as in Pulumi),
@@ -8,7 +9,7 @@ so the ordering checks see the program, not a list kept beside it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
@@ -18,9 +19,9 @@ from infra.helm.kinds import crd_scopes, group_kind, is_namespaced
 from infra.helm.template import ReleaseInputs, RenderedRelease, is_hook, render_release
 from infra.render import ResourceIndex, release_summary
 
-# How an object is created: by Helm from `crds/` (before the templates), a template, a hook; or
-# by Pulumi as its own resource.
-Stage = Literal["crds", "template", "hook", "object"]
+# How an object is created: by Helm from `crds/` (before the templates), a template, a hook; by
+# Pulumi as its own resource; or by a team, after `pulumi up` (submitted: a job's RayJob).
+Stage = Literal["crds", "template", "hook", "object", "submitted"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,12 @@ def releases_of(index: ResourceIndex, kubernetes_version: str) -> dict[str, Rend
 
 
 class ApplySet:
-    def __init__(self, index: ResourceIndex, releases: dict[str, RenderedRelease]) -> None:
+    def __init__(
+        self,
+        index: ResourceIndex,
+        releases: dict[str, RenderedRelease],
+        submitted: Sequence[tuple[dict[str, Any], str]] = (),  # (object, where it comes from)
+    ) -> None:
         self.index = index
         self.releases = releases
         self.entries: list[Entry] = []
@@ -75,6 +81,10 @@ class ApplySet:
                 for doc in docs:
                     stage: Stage = "hook" if is_hook(doc) else "template"
                     self.entries.append(Entry(doc, urn, name, stage, f"release {name}, {file}"))
+        for manifest, source in submitted:
+            self.entries.append(
+                Entry(manifest, f"submitted:{source}", source, "submitted", f"submitted {source}")
+            )
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(self.entries)
@@ -120,6 +130,8 @@ class ApplySet:
 
     def exists_before(self, provider: Entry, consumer: Entry) -> bool:
         """Whether `provider` is created before `consumer` is applied."""
+        if consumer.stage == "submitted":  # teams submit once everything `pulumi up` made exists
+            return provider.stage != "submitted"
         if provider.owner in self._before.get(consumer.owner, frozenset()):
             return True
         if provider.owner != consumer.owner or provider.stage == "object":

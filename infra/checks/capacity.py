@@ -1,4 +1,5 @@
-"""The cluster's capacity check: every pool holds the worst case of the services placed on it.
+"""The cluster's capacity check: every pool holds the worst case of the services placed on it,
+plus every team's job quota there.
 
 Counted from what `pulumi up` would apply (the apply set: Gantry's objects and every Helm
 release's, infra/checks/apply_set.py), read as the schedulability check reads it:
@@ -9,7 +10,10 @@ release's, infra/checks/apply_set.py), read as the schedulability check reads it
 - a pool's nodes: max_size where a provisioner adds nodes (Karpenter), desired_size where the
   pool is a fixed group (`managed`: kind, which has no node provisioner, and fixed EKS groups);
 - a node's room: the pool's allocatable (GPUs x time-slicing replicas) minus the requests of
-  every DaemonSet that lands on it (its selector, affinity and tolerations).
+  every DaemonSet that lands on it (its selector, affinity and tolerations);
+- the teams' job quotas (platform/teams.yaml `jobs.quota`, gantry.capacity.job_demands): held
+  for admitted jobs on their pools, so a job Kueue admits finds room without taking a serving
+  replica's (borrowing moves quota between teams, never beyond the sum).
 
 The sums and the one-line messages are gantry/capacity.py's. System add-ons other than
 DaemonSets (Prometheus, istiod, Flagger) are not counted: they have no pool of their own
@@ -121,7 +125,11 @@ def supplies(objects: Iterable[Mapping[str, Any]], cfg: GantryConfig) -> list[ca
 
 
 def capacity_problems(objects: Iterable[Mapping[str, Any]], cfg: GantryConfig) -> list[str]:
-    """One line per pool that cannot hold its services' worst case (empty: all fit)."""
+    """One line per pool that cannot hold its services' worst case and the teams' job quotas
+    (empty: all fit)."""
     objects = list(objects)
     pools = pool_facts(cfg.pools)
-    return capacity.problems(capacity.check(supplies(objects, cfg), demands(objects, pools)))
+    jobs = capacity.job_demands(cfg.platform.teams.teams, cfg.platform.teams_file)
+    return capacity.problems(
+        capacity.check(supplies(objects, cfg), [*demands(objects, pools), *jobs])
+    )

@@ -1,14 +1,17 @@
 """All offline checks of what `pulumi up` would apply, as one call for the CLI and the tests.
 
-    objects, problems = check_apply_set(index, "1.34")
+    objects, problems = check_apply_set(index, "1.34", jobs=render_jobs(cfg))
 
 Renders every Helm release with real Helm, then checks the whole set: values against their
 charts, nothing created twice, apply order, monitors that scrape something, and (optionally,
-it takes seconds) every object's schema. One line per problem; empty means all good.
+it takes seconds) every object's schema. The jobs' RayJobs, which teams submit once the set is
+applied, are checked with it: schema, what they need (queue, priority, volume), and that their
+queues can admit them (infra/checks/jobs.py). One line per problem; empty means all good.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +22,11 @@ from infra.addons.charts import addon_of
 from infra.checks.apply_order import duplicates, missing_before, release_namespaces
 from infra.checks.apply_set import ApplySet, releases_of
 from infra.checks.chart_values import schema_problems, unread_keys
+from infra.checks.jobs import job_problems
 from infra.checks.monitors import monitor_problems
 from infra.checks.schemas import crd_schemas, validate_objects
 from infra.helm.template import RenderedRelease
+from infra.jobs.rayjob import RenderedJob
 from infra.render import ResourceIndex
 
 
@@ -61,16 +66,31 @@ def values_problems(releases: dict[str, RenderedRelease], root: Path | None = No
 
 
 def check_apply_set(
-    index: ResourceIndex, kubernetes_version: str, schemas: bool = True
+    index: ResourceIndex,
+    kubernetes_version: str,
+    schemas: bool = True,
+    jobs: Sequence[RenderedJob] = (),
 ) -> tuple[ApplySet, list[str]]:
     releases = releases_of(index, kubernetes_version)
-    objects = ApplySet(index, releases)
+    return check_rendered(index, releases, kubernetes_version, schemas, jobs)
+
+
+def check_rendered(
+    index: ResourceIndex,
+    releases: dict[str, RenderedRelease],
+    kubernetes_version: str,
+    schemas: bool = True,
+    jobs: Sequence[RenderedJob] = (),
+) -> tuple[ApplySet, list[str]]:
+    """`check_apply_set` on releases already rendered (by `releases_of`)."""
+    objects = ApplySet(index, releases, [(j.manifest, j.source) for j in jobs])
     problems = [
         *values_problems(releases),
         *duplicates(objects),
         *release_namespaces(objects),
         *missing_before(objects),
         *monitor_problems(objects),
+        *job_problems((e.manifest for e in objects if e.stage != "submitted"), jobs),
     ]
     if schemas:
         # The CRDs in full (the set holds them without their schemas).

@@ -10,9 +10,10 @@ anything is applied. For every pod template (Deployment, StatefulSet, DaemonSet,
   included; GPUs per node x time-slicing replicas).
 
 For every namespace with a ResourceQuota (a team's): the quota covers, per service, its worst
-case (`Workload.pods`, the rule in `workloads`) x pod requests. Each problem is one line naming
-the service, the pool (or team) and the missing resource. Whether a whole pool holds every
-service's worst case is the capacity check's job (infra/checks/capacity.py).
+case (`Workload.pods`, the rule in `workloads`) x pod requests, plus the most its admitted jobs
+may hold (`job_quota_reach`: its ClusterQueue's nominal quota and what it may borrow). Each
+problem is one line naming the service, the pool (or team) and the missing resource. Whether a
+whole pool holds every service's worst case is the capacity check's job (infra/checks/capacity.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 from kubernetes.utils.quantity import parse_quantity
 
 from gantry.pools import GPU_RESOURCE, PoolScheduling
+from infra.addons.namespaces import NS_NAME_LABEL
 from infra.serving.manifests import SERVICE_LABEL
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
@@ -171,7 +173,7 @@ def _num(amount: Decimal) -> str:
     return format(amount.normalize(), "f")
 
 
-def _fmt(resource: str, amount: Decimal) -> str:
+def format_amount(resource: str, amount: Decimal) -> str:
     if resource == "pods":
         return f"{_num(amount)} pods"
     if resource == "memory":
@@ -181,7 +183,7 @@ def _fmt(resource: str, amount: Decimal) -> str:
     return f"{_num(amount)} {resource}"
 
 
-def _pool_problems(w: Workload, pool: PoolScheduling, gpu_slices: int) -> list[Problem]:
+def pool_problems(w: Workload, pool: PoolScheduling, gpu_slices: int) -> list[Problem]:
     """Why `w` cannot run on `pool` (empty: it can)."""
     where = f"pool {pool.name}"
     problems = []
@@ -202,8 +204,9 @@ def _pool_problems(w: Workload, pool: PoolScheduling, gpu_slices: int) -> list[P
                 Problem(
                     w.service,
                     where,
-                    f"pod needs {_fmt(resource, need)}, a node has {_fmt(resource, have)} "
-                    f"allocatable (short {_fmt(resource, need - have)})",
+                    f"pod needs {format_amount(resource, need)}, a node has "
+                    f"{format_amount(resource, have)} allocatable "
+                    f"(short {format_amount(resource, need - have)})",
                 )
             )
     return problems
@@ -291,15 +294,85 @@ def check(
                 )
             )
             continue
-        per_pool = [_pool_problems(w, p, gpu_slices) for p in candidates]
+        per_pool = [pool_problems(w, p, gpu_slices) for p in candidates]
         if all(per_pool):
             problems += [p for found in per_pool for p in found]
     problems += _quota_problems(objects, works)
     return [str(p) for p in problems]
 
 
+@dataclass(frozen=True)
+class QueueReach:
+    """A Kueue ClusterQueue's quota per flavor (pool) and resource (Kubernetes units): its own
+    nominal quota, and the most its admitted jobs may hold (nominal + what it may borrow from
+    the other queues of its cohort: all of their nominal quota unless a borrowingLimit caps it)."""
+
+    namespace: str | None  # the one namespace it admits from (namespaceSelector), if that
+    nominal: dict[str, dict[str, Decimal]]
+    most: dict[str, dict[str, Decimal]]
+
+
+def queue_reach(objects: Iterable[Mapping[str, Any]]) -> dict[str, QueueReach]:
+    """Every ClusterQueue's reach, by name."""
+    queues = {
+        o["metadata"]["name"]: o.get("spec") or {} for o in objects if o["kind"] == "ClusterQueue"
+    }
+
+    def quotas(spec: Mapping[str, Any]) -> dict[str, dict[str, tuple[Decimal, Decimal | None]]]:
+        out: dict[str, dict[str, tuple[Decimal, Decimal | None]]] = {}
+        for group in spec.get("resourceGroups") or []:
+            for flavor in group.get("flavors") or []:
+                out[flavor["name"]] = {
+                    r["name"]: (
+                        _q(r["nominalQuota"]),
+                        None if r.get("borrowingLimit") is None else _q(r["borrowingLimit"]),
+                    )
+                    for r in flavor.get("resources") or []
+                }
+        return out
+
+    own = {name: quotas(spec) for name, spec in queues.items()}
+    reach = {}
+    for name, spec in queues.items():
+        cohort = spec.get("cohortName")
+        lenders = [
+            own[other]
+            for other, o in queues.items()
+            if other != name and cohort and o.get("cohortName") == cohort
+        ]
+        nominal: dict[str, dict[str, Decimal]] = {}
+        most: dict[str, dict[str, Decimal]] = {}
+        for flavor, resources in own[name].items():
+            for resource, (quota, limit) in resources.items():
+                lendable = sum(
+                    (q[flavor][resource][0] for q in lenders if resource in q.get(flavor, {})),
+                    Decimal(0),
+                )
+                nominal.setdefault(flavor, {})[resource] = quota
+                most.setdefault(flavor, {})[resource] = quota + (
+                    lendable if limit is None else min(limit, lendable)
+                )
+        selector = (spec.get("namespaceSelector") or {}).get("matchLabels") or {}
+        reach[name] = QueueReach(selector.get(NS_NAME_LABEL), nominal, most)
+    return reach
+
+
+def job_quota_reach(objects: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Decimal]]:
+    """Per namespace, the most its admitted jobs may request at once, by resource."""
+    out: dict[str, dict[str, Decimal]] = {}
+    for q in queue_reach(objects).values():
+        if q.namespace is None:
+            continue
+        total = out.setdefault(q.namespace, defaultdict(Decimal))
+        for resources in q.most.values():
+            for resource, amount in resources.items():
+                total[resource] += amount
+    return out
+
+
 def _quota_problems(objects: list[Mapping[str, Any]], works: list[Workload]) -> list[Problem]:
     problems = []
+    jobs = job_quota_reach(objects)
     for quota in (o for o in objects if o["kind"] == "ResourceQuota"):
         ns = quota["metadata"].get("namespace", "default")
         members = [w for w in works if w.namespace == ns]
@@ -312,24 +385,34 @@ def _quota_problems(objects: list[Mapping[str, Any]], works: list[Workload]) -> 
                 return Decimal(1) if resource == "pods" else w.requests.get(resource, Decimal(0))
 
             users = [w for w in members if per_pod(w)]
-            need = sum((per_pod(w) * w.pods for w in users), Decimal(0))
+            # Admitted jobs' pods count against the namespace's quota too (not their number:
+            # Kueue does not bound how many pods a queue's jobs have).
+            held = jobs.get(ns, {}).get(resource, Decimal(0))
+            need = sum((per_pod(w) * w.pods for w in users), held)
             have = _q(limit)
             if need <= have:
                 continue
             parts = ", ".join(
-                f"{w.service} ({w.max_pods} max + {w.canary} canary + {w.surge} surge) x "
-                f"{_fmt(resource, per_pod(w))}"
-                for w in users
+                [
+                    *(
+                        f"{w.service} ({w.max_pods} max + {w.canary} canary + {w.surge} surge) "
+                        f"x {format_amount(resource, per_pod(w))}"
+                        for w in users
+                    ),
+                    *([f"jobs {format_amount(resource, held)} (jobs.quota)"] if held else []),
+                ]
             )
             # A team's namespace has the team's name (infra/addons/tenancy.py).
             team_key = _TEAM_QUOTA_KEYS.get(quota_key)
             named = f" (quota.{team_key} in the teams file)" if team_key else ""
+            who = sorted({w.service for w in users}) + (["jobs"] if held else [])
             problems.append(
                 Problem(
-                    ",".join(sorted({w.service for w in users})),
+                    ",".join(who),
                     f"team {ns}",
                     f"quota {quota_key}={limit}{named} is short by "
-                    f"{_fmt(resource, need - have)} (needs {_fmt(resource, need)}: {parts})",
+                    f"{format_amount(resource, need - have)} "
+                    f"(needs {format_amount(resource, need)}: {parts})",
                 )
             )
     return problems

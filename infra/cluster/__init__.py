@@ -33,6 +33,19 @@ class ImageTarget:
 
 
 @dataclass(frozen=True)
+class JobStorage:
+    """Where the teams' job volumes (`job-storage`, ReadWriteMany: docs/jobs.md) come from."""
+
+    # The StorageClass their claims name. None: the stack names none, which it may only when no
+    # team has a jobs quota (gantry/stack.py checks it).
+    storage_class: str | None
+    # Set (kind): a folder every node shares; the class has no provisioner, so the platform layer
+    # creates it and one static PersistentVolume per team on this folder. None: the class
+    # provisions volumes itself (EKS: EFS).
+    node_path: str | None = None
+
+
+@dataclass(frozen=True)
 class ClusterOutputs:
     """What every provider hands to layers 2 and 3, so they never ask which provider it was."""
 
@@ -45,6 +58,8 @@ class ClusterOutputs:
     pools: dict[str, PoolScheduling]
     # StorageClass for persistent volumes (Prometheus): per provider.
     storage_class: str
+    # The teams' job volumes: their ReadWriteMany class, on kind with the folder for static ones.
+    job_storage: JobStorage
     kubernetes_version: str
     images: ImageTarget
     # What must exist before workloads are applied: depend on these (`depends_on=ready`) so that

@@ -5,7 +5,9 @@ A pool with `autoscaling: karpenter` (the default on EKS) becomes a Karpenter No
 is a managed node group of `desired_size` nodes with the pool's labels and taints (GPU pools: the
 NVIDIA taint and an AL2023 NVIDIA AMI). No cluster autoscaler is installed, so no node group
 carries its tags. The VPC CNI enforces NetworkPolicies; the EBS CSI driver gets its own IAM
-role through EKS Pod Identity. Never applied in CI: tests check the inputs under mocks.
+role through EKS Pod Identity. EBS is ReadWriteOnce: the teams' job volumes use the stack's
+`platform.job_storage_class` (an EFS class, which Gantry does not install: docs/jobs.md). Never
+applied in CI: tests check the inputs under mocks.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from gantry.pools import (
     scheduling,
 )
 from gantry.stack import GantryConfig
-from infra.cluster import ClusterOutputs, ImageTarget
+from infra.cluster import ClusterOutputs, ImageTarget, JobStorage
 from infra.cluster.eks_nodes import (
     ARCH,
     DISK_GIB,
@@ -84,6 +86,9 @@ class EksClusterArgs:
     vpc_id: str | None = None
     subnet_ids: tuple[str, ...] = ()
     image_registry: str | None = None  # None: ECR in the stack's account and region
+    # The teams' ReadWriteMany job volumes' class (`gantry:platform.job_storage_class`): EBS is
+    # ReadWriteOnce, so an EFS class the user installs (docs/jobs.md).
+    job_storage_class: str | None = None
 
     @classmethod
     def from_config(cls, cfg: GantryConfig) -> EksClusterArgs:
@@ -97,6 +102,7 @@ class EksClusterArgs:
             vpc_id=eks_cfg.vpc_id,
             subnet_ids=tuple(eks_cfg.subnet_ids),
             image_registry=eks_cfg.image_registry,
+            job_storage_class=cfg.platform.job_storage_class,
         )
 
     @property
@@ -210,6 +216,11 @@ class EbsStorage(pulumi.ComponentResource):
         self.register_outputs({})
 
 
+def ecr_registry(account: str, region: str) -> str:
+    """The account's ECR registry in `region` (images are `<registry>/<repository>:<tag>`)."""
+    return f"{account}.dkr.ecr.{region}.amazonaws.com"
+
+
 def image_target(args: EksClusterArgs, aws_provider: aws.Provider) -> ImageTarget:
     """Images are pushed to `image_registry`, or by default to ECR in the cluster's account and
     region (a repository per service, created by the serving layer with this provider, logged
@@ -218,7 +229,7 @@ def image_target(args: EksClusterArgs, aws_provider: aws.Provider) -> ImageTarge
         return ImageTarget("registry", registry=args.image_registry, platform=IMAGE_PLATFORM)
     region = args.region
     account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(provider=aws_provider))
-    registry = account.account_id.apply(lambda a: f"{a}.dkr.ecr.{region}.amazonaws.com")
+    registry = account.account_id.apply(lambda a: ecr_registry(a, region))
     login = registry.apply(
         lambda r: (
             f"aws ecr get-login-password --region {region}"
@@ -329,6 +340,7 @@ class EksCluster(pulumi.ComponentResource):
             k8s_provider=provider,
             pools=pool_facts(list(args.pools)),
             storage_class=STORAGE_CLASS,
+            job_storage=JobStorage(args.job_storage_class),
             kubernetes_version=args.kubernetes_version,
             images=image_target(args, aws_provider),
             ready=ready,

@@ -16,7 +16,7 @@ import pulumi_kubernetes as k8s
 from gantry.errors import ConfigError
 from gantry.pools import Pool, pool_facts
 from gantry.stack import GantryConfig
-from infra.cluster import ClusterOutputs, ImageTarget
+from infra.cluster import ClusterOutputs, ImageTarget, JobStorage
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class ExistingClusterArgs:
     storage_class: str
     kubeconfig: str | None = None  # a path; None: $KUBECONFIG (first entry), else ~/.kube/config
     context: str | None = None
+    # The teams' ReadWriteMany job volumes' class (`gantry:platform.job_storage_class`).
+    job_storage_class: str | None = None
 
     @classmethod
     def from_config(cls, cfg: GantryConfig) -> ExistingClusterArgs:
@@ -38,6 +40,7 @@ class ExistingClusterArgs:
             storage_class=settings.storage_class,
             kubeconfig=settings.kubeconfig,
             context=settings.context,
+            job_storage_class=cfg.platform.job_storage_class,
         )
 
     def kubeconfig_path(self) -> Path:
@@ -80,6 +83,7 @@ class ExistingCluster(pulumi.ComponentResource):
             k8s_provider=provider,
             pools=pool_facts(list(args.pools)),
             storage_class=args.storage_class,
+            job_storage=JobStorage(args.job_storage_class),
             kubernetes_version=args.kubernetes_version,
             # Built into this machine's Docker daemon, which the cluster shares (e.g. Docker
             # Desktop's Kubernetes).

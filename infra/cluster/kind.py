@@ -3,6 +3,11 @@
 `kind_config()` is a pure function from the pools to kind's cluster config (tested on its own);
 `KindCluster` runs `kind create cluster` / `kind delete cluster` through pulumi_command and feeds
 the kubeconfig kind prints to a Kubernetes provider.
+
+Job storage (docs/jobs.md): local-path volumes live on one node, but a job's head and workers
+share files across nodes. Every worker binds the same host folder
+(`.gantry/kind/<cluster>/job-storage`) at `JOB_STORAGE_NODE_PATH`, so a hostPath there is one
+folder on every node: the platform layer puts static ReadWriteMany volumes on it.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import pulumi_kubernetes as k8s
 import yaml
 from pulumi_command import local
 
+from gantry import project
 from gantry.pools import FAKE_GPU_POOL_LABEL, Pool, pool_facts, scheduling
 from gantry.stack import GantryConfig
-from infra.cluster import ClusterOutputs, ImageTarget
+from infra.cluster import ClusterOutputs, ImageTarget, JobStorage
 
 # The kind release Gantry pins, and a node image per Kubernetes version, by digest as the release
 # notes publish them (kind guarantees an image only with the release it was built for).
@@ -43,6 +49,13 @@ KIND_NODE_IMAGES = {
 KIND_STORAGE_CLASS = "standard"
 # How long `kind create cluster` waits for the control plane to be Ready.
 CREATE_WAIT = "5m"
+# Job storage: where every worker sees the one shared host folder, and the StorageClass of the
+# static volumes on it (no provisioner: the platform layer creates them).
+JOB_STORAGE_NODE_PATH = "/var/gantry-jobs"
+JOB_STORAGE_CLASS = "gantry-job-storage"
+# The host folder's mode, set before the nodes start: the job pods run as a non-root UID, and a
+# folder Docker or the kubelet created would be root's, 0755. Sticky like /tmp.
+JOB_STORAGE_HOST_MODE = "1777"
 
 
 @dataclass(frozen=True)
@@ -50,15 +63,20 @@ class KindClusterArgs:
     name: str
     kubernetes_version: str
     pools: tuple[Pool, ...]
+    # Absolute host folder every worker shares for job storage (one per cluster, not per team:
+    # adding a team must not change the config, which would replace the cluster).
+    job_storage_host: str
     node_image: str | None = None  # None: KIND_NODE_IMAGES[kubernetes_version]
     kubeconfig: str | None = None  # None: kind's default (~/.kube/config, context kind-<name>)
 
     @classmethod
     def from_config(cls, cfg: GantryConfig) -> KindClusterArgs:
+        name = cfg.cluster.name
         return cls(
-            name=cfg.cluster.name,
+            name=name,
             kubernetes_version=cfg.cluster.kubernetes_version,
             pools=tuple(cfg.pools),
+            job_storage_host=str(project.state_dir() / "kind" / name / "job-storage"),
             node_image=cfg.cluster.kind.node_image,
             kubeconfig=cfg.cluster.kind.kubeconfig,
         )
@@ -68,13 +86,24 @@ class KindClusterArgs:
         return self.node_image or KIND_NODE_IMAGES[self.kubernetes_version]
 
 
-def worker_node(pool: Pool, image: str) -> dict[str, Any]:
-    """One kind worker of `pool`: its labels, and its taints registered by kubeadm at join."""
+def job_storage_mount(args: KindClusterArgs) -> dict[str, str]:
+    """The shared job storage folder as a worker's `extraMounts` entry: the same on every one."""
+    return {"hostPath": args.job_storage_host, "containerPath": JOB_STORAGE_NODE_PATH}
+
+
+def worker_node(pool: Pool, args: KindClusterArgs) -> dict[str, Any]:
+    """One kind worker of `pool`: its labels, its taints registered by kubeadm at join, and the
+    shared job storage folder."""
     facts = scheduling(pool)
     labels = dict(facts.node_labels)
     if facts.is_gpu:
         labels[FAKE_GPU_POOL_LABEL] = pool.name
-    node: dict[str, Any] = {"role": "worker", "image": image, "labels": labels}
+    node: dict[str, Any] = {
+        "role": "worker",
+        "image": args.image,
+        "labels": labels,
+        "extraMounts": [job_storage_mount(args)],
+    }
     if facts.taints:
         # nodeRegistration.taints has the same shape in kubeadm v1beta3 and v1beta4 (unlike
         # kubeletExtraArgs, a map in v1beta3 and a list in v1beta4), so one patch fits every
@@ -92,7 +121,7 @@ def kind_config(args: KindClusterArgs) -> dict[str, Any]:
     """
     nodes: list[dict[str, Any]] = [{"role": "control-plane", "image": args.image}]
     for pool in args.pools:
-        nodes.extend(worker_node(pool, args.image) for _ in range(pool.desired))
+        nodes.extend(worker_node(pool, args) for _ in range(pool.desired))
     return {
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",
@@ -129,8 +158,13 @@ def create_command(args: KindClusterArgs) -> str:
     `kind create` fails with "node(s) already exist". kind deletes the nodes itself when a create
     step fails, but not when the kubeconfig cannot be exported or read afterwards: delete on any
     failure, so the next `up` starts clean.
+
+    First of all it makes the shared job storage folder, writable by the pods' non-root UID:
+    left to Docker, a missing bind-mount source is created as root's, 0755.
     """
     name = shlex.quote(args.name)
+    host = shlex.quote(args.job_storage_host)
+    storage = f"mkdir -p {host} && chmod {JOB_STORAGE_HOST_MODE} {host} || exit 1"
     delete = f"{delete_command(args)} </dev/null 1>&2"
     say = shlex.quote(
         f"kind cluster {args.name} exists but Pulumi has no record of it: deleting it"
@@ -143,7 +177,7 @@ def create_command(args: KindClusterArgs) -> str:
         f"kind create cluster --name {name} --config - --wait {CREATE_WAIT}"
         f"{_kubeconfig_flag(args)} 1>&2 && kind get kubeconfig --name {name} </dev/null"
     )
-    return f"{stale}\n{create} || {{ {delete}; exit 1; }}"
+    return f"{storage}\n{stale}\n{create} || {{ {delete}; exit 1; }}"
 
 
 def delete_command(args: KindClusterArgs) -> str:
@@ -199,6 +233,7 @@ class KindCluster(pulumi.ComponentResource):
             k8s_provider=provider,
             pools=pool_facts(list(args.pools)),
             storage_class=KIND_STORAGE_CLASS,
+            job_storage=JobStorage(JOB_STORAGE_CLASS, node_path=JOB_STORAGE_NODE_PATH),
             kubernetes_version=args.kubernetes_version,
             images=ImageTarget(
                 "kind", kind_cluster=args.name, cluster_revision=cluster_revision(kubeconfig)

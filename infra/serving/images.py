@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,12 +28,10 @@ SHARED_INPUTS = ("services/__init__.py", "services/common", "pyproject.toml")
 _SKIP = {"__pycache__", ".pytest_cache", ".mypy_cache", "artifacts"}
 
 
-def content_hash(spec: ServiceSpec, repo: Path | None = None, platform: str | None = None) -> str:
-    """sha256 over the paths and bytes of every file the image is built from (12 hex digits),
-    and the target platform if one is set (the registry check trusts a tag to name one image)."""
-    repo = repo or project.root()
+def inputs_hash(roots: Iterable[Path], repo: Path, extra: Iterable[str] = ()) -> str:
+    """sha256 over the paths and bytes of every file under `roots`, then `extra` (12 hex
+    digits): an image tag that changes exactly when what the image is built from changes."""
     h = hashlib.sha256()
-    roots = [spec.directory, *(repo / p for p in SHARED_INPUTS)]
     for root in roots:
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for f in files:
@@ -42,11 +41,18 @@ def content_hash(spec: ServiceSpec, repo: Path | None = None, platform: str | No
             h.update(b"\0")
             h.update(f.read_bytes())
             h.update(b"\0")
-    h.update(repr(sorted(spec.image.build_args.items())).encode())
-    h.update(spec.image.dockerfile.encode())
-    if platform:
-        h.update(platform.encode())
+    for e in extra:
+        h.update(e.encode())
     return h.hexdigest()[:12]
+
+
+def content_hash(spec: ServiceSpec, repo: Path | None = None, platform: str | None = None) -> str:
+    """The service image's tag: every file it is built from, its build args and Dockerfile, and
+    the target platform if one is set (the registry check trusts a tag to name one image)."""
+    repo = repo or project.root()
+    roots = [spec.directory, *(repo / p for p in SHARED_INPUTS)]
+    extra = [repr(sorted(spec.image.build_args.items())), spec.image.dockerfile]
+    return inputs_hash(roots, repo, [*extra, *([platform] if platform else [])])
 
 
 @dataclass(frozen=True)

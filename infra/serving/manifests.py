@@ -82,11 +82,11 @@ def _meta(spec: ServiceSpec, ctx: ServingContext, name: str | None = None) -> di
     return {"name": name or spec.name, "namespace": ctx.namespace, "labels": labels(spec)}
 
 
-def _cpu(cores: float) -> str:
+def cpu_quantity(cores: float) -> str:
     return f"{round(cores * 1000)}m"
 
 
-def _mem_gib(gib: float) -> str:
+def memory_quantity(gib: float) -> str:
     return f"{round(gib * 1024)}Mi"
 
 
@@ -180,17 +180,23 @@ def sidecar_annotations(spec: ServiceSpec) -> dict[str, str]:
         "proxy.istio.io/config": (
             f"holdApplicationUntilProxyStarts: true\nterminationDrainDuration: {drain_s}s\n"
         ),
-        "sidecar.istio.io/proxyCPU": _cpu(sc.cpu),
+        "sidecar.istio.io/proxyCPU": cpu_quantity(sc.cpu),
         "sidecar.istio.io/proxyMemory": f"{sc.memory_mib}Mi",
-        "sidecar.istio.io/proxyCPULimit": _cpu(sc.cpu_limit),
+        "sidecar.istio.io/proxyCPULimit": cpu_quantity(sc.cpu_limit),
         "sidecar.istio.io/proxyMemoryLimit": f"{sc.memory_limit_mib}Mi",
     }
 
 
 def container_resources(spec: ServiceSpec, pool: PoolScheduling) -> dict[str, Any]:
     r = spec.resources
-    requests: dict[str, Any] = {"cpu": _cpu(r.cpu), "memory": _mem_gib(r.memory_gib)}
-    limits: dict[str, Any] = {"cpu": _cpu(r.cpu_max), "memory": _mem_gib(r.memory_max_gib)}
+    requests: dict[str, Any] = {
+        "cpu": cpu_quantity(r.cpu),
+        "memory": memory_quantity(r.memory_gib),
+    }
+    limits: dict[str, Any] = {
+        "cpu": cpu_quantity(r.cpu_max),
+        "memory": memory_quantity(r.memory_max_gib),
+    }
     if r.gpus:
         # A GPU service asks for the GPU resource by the pool model's name; request = limit.
         gpu = pool.gpu_resource or GPU_RESOURCE

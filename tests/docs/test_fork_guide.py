@@ -32,7 +32,8 @@ def test_change_a_pool_and_add_a_team_as_the_guide_shows(tmp_path: Path) -> None
 
     teams = yaml.safe_load((REPO / "platform" / "teams.yaml").read_text())
     serving = next(t for t in teams["teams"] if t["name"] == "ml-serving")
-    serving["pools"] = ["cpu", "gpu-large"]  # "add gpu-large to the team's pools"
+    serving["pools"] = ["cpu", "gpu-large"]  # "replace gpu with gpu-large in the team's pools
+    serving["jobs"]["quota"]["gpu-large"] = serving["jobs"]["quota"].pop("gpu")  # and job quota"
     teams["teams"].append(new_team)
     teams_file = tmp_path / "teams.yaml"
     teams_file.write_text(yaml.safe_dump(teams))

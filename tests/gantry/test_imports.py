@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("gantry", "infra", "sandbox", "loadtests", "services")
+PACKAGES = ("gantry", "infra", "sandbox", "loadtests", "services", "jobs")
 # Heavy engines and tools the core must never load.
 ENGINES = ("pulumi", "ray", "torch", "locust")
 
@@ -329,6 +329,11 @@ LAYERS = [
         "services",
         ("gantry", "infra", "sandbox", "loadtests"),
         "services ship in their own image, without the platform",
+    ),
+    (
+        "jobs",
+        ("infra", "sandbox", "loadtests"),
+        "jobs run on either engine, reading only the core's JobRuntime",
     ),
 ]
 # The composition root: registers the engines' commands (each loads its engine lazily).

@@ -9,6 +9,7 @@ from typing import Any
 
 import kubernetes_validate.utils
 import pytest
+import yaml
 
 from gantry.errors import ConfigError
 from gantry.stack import SUPPORTED_K8S_VERSIONS, load_config, read_stack_file
@@ -80,10 +81,19 @@ def _eks_karpenter_bare_instance_type(raw: Raw) -> None:
     raw["pools"][1]["instance_type"] = "g5"
 
 
+def _eks_without_job_storage_class(raw: Raw) -> None:
+    _eks(raw)
+    del raw["platform"]["job_storage_class"]
+
+
+def _job_storage_class_on_kind(raw: Raw) -> None:
+    raw.setdefault("platform", {})["job_storage_class"] = "efs-sc"
+
+
 # (mutation, the key the message must name, a word the message must contain)
 BAD_CONFIGS: dict[str, tuple[Callable[[Raw], None], str, str]] = {
     "unknown provider": (_set("cluster.provider", "gke"), "gantry:cluster.provider", "kind"),
-    "min > max": (_set("pools.1.min_size", 5), "gantry:pools[1].min_size", "> max_size 4"),
+    "min > max": (_set("pools.1.min_size", 6), "gantry:pools[1].min_size", "> max_size 5"),
     "duplicate pool": (_dup_pool, "gantry:pools[2].name", "duplicate"),
     "gpu pool without gpus": (
         _set("pools.1.gpus_per_node", 0),
@@ -158,6 +168,17 @@ BAD_CONFIGS: dict[str, tuple[Callable[[Raw], None], str, str]] = {
         "gantry:pools[1].instance_type",
         "<family>.<size>",
     ),
+    # Teams with a jobs quota and no ReadWriteMany class: their claims would stay Pending.
+    "eks jobs without a job storage class": (
+        _eks_without_job_storage_class,
+        "gantry:platform.job_storage_class",
+        "ReadWriteMany StorageClass",
+    ),
+    "job storage class on kind": (
+        _job_storage_class_on_kind,
+        "gantry:platform.job_storage_class",
+        "kind has its own",
+    ),
 }
 
 
@@ -200,6 +221,19 @@ def test_taint_accepts_kubectl_form_and_mapping() -> None:
         ("team", "ml", "NoSchedule"),
         ("spot", "", "NoExecute"),
     ]
+
+
+def test_job_storage_class_is_needed_only_by_teams_with_jobs(tmp_path: Path) -> None:
+    teams = yaml.safe_load((REPO / "platform" / "teams.yaml").read_text())
+    for team in teams["teams"]:
+        team.pop("jobs", None)
+    (tmp_path / "platform").mkdir()
+    (tmp_path / "platform" / "teams.yaml").write_text(yaml.safe_dump(teams))
+    raw: Raw = {}
+    _eks_without_job_storage_class(raw)
+    assert load_config(raw, tmp_path).platform.job_storage_class is None
+    eks = load_config(read_stack_file(REPO / "Pulumi.eks.yaml"))
+    assert eks.platform.job_storage_class == "efs-sc"
 
 
 def test_desired_defaults_to_min() -> None:

@@ -1,4 +1,5 @@
-"""`gantry render`: every object as YAML by layer, releases.yaml and index.json, offline."""
+"""`gantry render`: every object as YAML by layer, releases.yaml and index.json, every job's
+RayJob, offline."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from gantry.cli import app
+from gantry.jobs import job_names
 from infra.helm.archives import missing_charts
 from infra.render import ResourceIndex, write_render
 
@@ -71,3 +73,6 @@ def test_gantry_render_cli_runs_offline(tmp_path: Path, monkeypatch: pytest.Monk
     assert (out / "index.json").is_file() and (out / "releases.yaml").is_file()
     rows = json.loads((out / "index.json").read_text())
     assert any(r["type"] == "gantry:cluster:KindCluster" for r in rows)
+    # Every job's RayJob, as a team would submit it (never applied by `gantry up`).
+    for name in job_names():
+        assert yaml.safe_load((out / "jobs" / f"{name}.yaml").read_text())["kind"] == "RayJob"

@@ -243,3 +243,23 @@ def test_recovery_counts_from_the_load_dropping_back() -> None:
     exp = Expectations(p99_within_slo=True, recover_within_s=10, recover_after="drop")
     check = evaluate(exp, run, 0, slo_p99_ms=SLO_MS)[0]
     assert (check.passed, check.measured) == (True, 6.0)
+
+
+def test_job_expectations_name_what_differs() -> None:
+    from loadtests.expectations import JobFacts, RunFacts
+    from loadtests.scenario import Expectations
+
+    exp = Expectations.model_validate(
+        {"jobs": {"a": {"min_preemptions": 1, "resumed": True}, "b": {"state": "succeeded"}}}
+    )
+    facts = RunFacts(
+        jobs={
+            "a": JobFacts(
+                state="succeeded", preemptions=0, attempts=1, result={"resumed_from": None}
+            ),
+        }
+    )
+    a, b = evaluate(exp, [], 0, None, facts)
+    assert (a.name, a.passed, a.measured) == ("job a", False, "succeeded, preempted 0x")
+    assert a.expected == "succeeded, preempted >= 1x, resumed from a checkpoint"
+    assert (b.passed, b.detail) == (False, "the job was never queued")

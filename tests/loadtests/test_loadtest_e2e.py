@@ -140,6 +140,16 @@ def test_chaos_scenario_passes(sandbox: Sandbox, tmp_path: Path, scenario: str) 
 
 
 @pytest.mark.loadtest
+def test_jobs_share_the_pool_with_a_scaling_service(sandbox: Sandbox, tmp_path: Path) -> None:
+    """digits trains while the classifier scales out on its pool; embeddings reclaims ml-serving's
+    quota, preempting digits, which resumes from its checkpoint."""
+    s = loadtest(sandbox, "jobs-share-pools", tmp_path, timeout=600)
+    assert s["exit_code"] == 0 and s["passed"], s["output"]
+    digits = checks(s)["job digits"]
+    assert "preempted 1x" in digits["measured"] and "resumed from" in digits["measured"]
+
+
+@pytest.mark.loadtest
 def test_kill_9_of_the_ray_head_is_recovered_by_up(sandbox: Sandbox) -> None:
     """The last test: it replaces the session's sandbox with a new one."""
     from sandbox.state import Paths

@@ -163,3 +163,50 @@ def test_a_fault_that_cannot_be_injected_fails_the_run(tmp_path: Path, target: F
     assert summary.aborted is not None and summary.aborted.startswith("the node-loss fault failed")
     no_cmd = run(scn, Target(target.url, NullObserver("test")), tmp_path / "k8s")
     assert no_cmd.aborted == "the target cannot inject a node-loss fault (the sandbox can)"
+
+
+def _job_cmd(state_dir: Path) -> list[str]:
+    """Stands in for `gantry job run --detach`: writes the sandbox queue's record of a job that
+    was preempted once and resumed (as the controller would), and its result file."""
+    code = f"""
+import json, sys, time
+from pathlib import Path
+from gantry.sandbox_state import JobEvent, JobQueueFile, JobRecord
+name, now = sys.argv[1], time.time()
+run_dir = Path({str(state_dir)!r}) / name
+run_dir.mkdir(parents=True)
+(run_dir / "result.json").write_text(json.dumps({{"resumed_from": 3}}))
+steps = [("queued", ""), ("running", ""), ("queued", "preempted for other (reclaimed)"),
+         ("running", "attempt 2"), ("succeeded", "")]
+rec = JobRecord(name=name, team="t", pool="cpu", priority="gantry-batch", priority_value=1,
+                requests={{}}, run=1, run_dir=str(run_dir), queued_at=now, max_run_s=60,
+                submit={{}}, state="succeeded", attempts=2, finished_at=now + 1.0,
+                events=[JobEvent(t=now + i * 0.2, state=s, reason=r)
+                        for i, (s, r) in enumerate(steps)])
+(Path({str(state_dir)!r}) / "jobs").mkdir(exist_ok=True)
+(Path({str(state_dir)!r}) / "jobs" / "queue.json").write_text(
+    JobQueueFile(jobs={{name: rec}}).model_dump_json())
+print("queued", sys.argv[1:])
+"""
+    return [sys.executable, "-c", code]
+
+
+def test_a_job_is_queued_on_time_and_its_outcome_checked(
+    tmp_path: Path, target: FakeTarget
+) -> None:
+    scn = scenario(
+        shape={"type": "soak", "users": 1, "duration_s": 5},
+        jobs=[{"at_s": 1, "name": "train", "set": {"epochs": 2}}],
+        expectations={"jobs": {"train": {"min_preemptions": 1, "resumed": True}}},
+    )
+    state = tmp_path / "state"
+    fake = Target(target.url, NullObserver("test"), job_cmd=_job_cmd(state), state_dir=state)
+    summary = run(scn, fake, tmp_path / "out")
+    (check,) = summary.checks
+    assert check.passed, check
+    assert check.measured == "succeeded, preempted 1x, resumed from 3"
+    assert (tmp_path / "out" / "timeline.png").stat().st_size > 10_000
+    # A job that never got queued fails its check, saying so.
+    missing = run(scn, Target(target.url, NullObserver("test")), tmp_path / "none")
+    assert missing.aborted == "the target cannot run job train (the sandbox can)"
+    assert not missing.passed

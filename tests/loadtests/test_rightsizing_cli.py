@@ -48,6 +48,8 @@ def _stack(tmp_path: Path, prices: dict[str, Any] | None = PRICES) -> Path:
     config: dict[str, Any] = {
         "gantry:cluster": {"provider": "existing", "name": "prod"},
         "gantry:pools": POOLS,
+        # The shipped teams run jobs: their volumes need a ReadWriteMany class (docs/jobs.md).
+        "gantry:platform": {"job_storage_class": "nfs"},
         "gantry:services": {
             "classifier": {"overrides": _pinned(1, cpu=1, memory_gib=2)},
             "embedder": {"overrides": _pinned(2, cpu=2, memory_gib=4, gpus=1)},

@@ -23,6 +23,10 @@ def test_the_issue_scenarios_exist() -> None:
     assert chaos <= set(SHIPPED)
     # Each fault scenario injects its own kind of fault.
     assert {load_scenario(n).fault.kind for n in chaos - {"overload"}} == chaos - {"overload"}
+    # Issue 16: a service scales out beside a training job that is preempted and resumes.
+    jobs = load_scenario("jobs-share-pools")
+    assert [j.name for j in jobs.jobs] == ["digits", "embeddings"]
+    assert jobs.expectations.jobs["digits"].resumed
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -55,6 +59,10 @@ BASE = "name: x\nservice: embedder\nshape: {type: soak, users: 2, duration_s: 10
          "bad.yaml: fault.at_s 10 must be before shape.duration_s"),
         (BASE + "expectations: {replaced_within_s: 10}\n",
          "bad.yaml: expectations.replaced_within_s and recover_after: fault need a fault"),
+        (BASE + "expectations: {jobs: {train: {state: succeeded}}}\n",
+         "bad.yaml: expectations.jobs.train: no `jobs:` step queues 'train'"),
+        (BASE + "jobs: [{at_s: 1, name: a}, {at_s: 2, name: a}]\n",
+         "bad.yaml: jobs[1]: 'a' is queued twice (one run at a time)"),
         ("name: [unclosed\n", "bad.yaml: not valid YAML"),
         ("- a list\n", "bad.yaml: a scenario must be a mapping"),
     ],

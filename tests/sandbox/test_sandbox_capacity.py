@@ -1,5 +1,6 @@
 """The sandbox's capacity check: Ray's node types hold each service's stable replicas at max plus
-a canary; a GPU pool too small stops `up` before any process starts."""
+a canary, and every team's job quota; a GPU pool too small stops `up` before any process
+starts."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def with_gpu_nodes(plan: Plan, max_size: int) -> Plan:
 
 
 def test_the_shipped_sandbox_holds_its_worst_case(plan: Plan) -> None:
-    assert capacity_problems(plan.specs, plan.pools, plan.settings) == []
+    assert capacity_problems(plan.specs, plan.pools, plan.settings, plan.job_quotas) == []
 
 
 def test_what_is_counted(plan: Plan) -> None:
@@ -55,10 +56,16 @@ def test_a_gpu_pool_too_small_stops_up_before_anything(plan: Plan, tmp_path: Pat
     assert line.startswith("pool gpu: needs 1.5 GPU, has 1 GPU, needs 3 CPU, has 1 CPU")
     assert "embedder (2 max + 1 canary + 0 surge)" in line
     assert "fix: raise gantry:pools[1].max_size to 3" in line
+    # ml-serving's job quota on the pool (1 GPU, 1 core) is held beside the embedder.
+    (line,) = capacity_problems(small.specs, small.pools, small.settings, small.job_quotas)
+    assert line.startswith("pool gpu: needs 2.5 GPU, has 1 GPU, needs 4 CPU, has 1 CPU")
+    assert line.endswith("ml-serving jobs quota); fix: raise gantry:pools[1].max_size to 4")
     paths = Paths(tmp_path / "state")
-    with pytest.raises(ConfigError, match=r"pool gpu: needs 1\.5 GPU") as err:
+    with pytest.raises(ConfigError, match=r"pool gpu: needs 2\.5 GPU") as err:
         lifecycle.up(small, paths)
-    assert "cannot hold their services at max replicas + a canary" in str(err.value)
+    assert "cannot hold their services at max replicas + a canary, and the teams' job" in str(
+        err.value
+    )
     assert not paths.root.exists()  # nothing was started, not even the state folder
 
 
@@ -72,6 +79,6 @@ def test_sandbox_up_cli_exits_2_with_one_line_per_pool(tmp_path: Path) -> None:
     r = gantry("sandbox", "up", "--stack-file", str(stack), "--state-dir", str(tmp_path / "s"))
     assert r.returncode == 2, r.stderr
     assert "error: the sandbox's pools cannot hold" in r.stderr
-    assert "\n  pool gpu: needs 1.5 GPU, has 1 GPU, needs 3 CPU, has 1 CPU" in r.stderr
+    assert "\n  pool gpu: needs 2.5 GPU, has 1 GPU, needs 4 CPU, has 1 CPU" in r.stderr
     assert "Traceback" not in r.stderr + r.stdout
     assert not (tmp_path / "s").exists()

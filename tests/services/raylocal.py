@@ -6,6 +6,7 @@ touches a Ray it did not start (no `ray stop`).
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -104,19 +105,27 @@ class LocalRay:
         self._tmp.cleanup()
 
 
-def start_ray(num_cpus: int = 4, attempts: int = 3) -> LocalRay:
+def start_ray(
+    num_cpus: int = 4,
+    attempts: int = 3,
+    num_gpus: int = 0,
+    resources: dict[str, float] | None = None,
+) -> LocalRay:
     """Start a private Ray. Retried: on an overloaded machine `ray start` gives up after 30 s
-    waiting for its raylet (a constant inside Ray)."""
+    waiting for its raylet (a constant inside Ray). `num_gpus`: logical GPUs (none need exist);
+    `resources`: custom resources (e.g. the sandbox's `pool:<name>`)."""
     for attempt in range(attempts):
         try:
-            return _start_ray(num_cpus)
+            return _start_ray(num_cpus, num_gpus, resources or {})
         except RuntimeError:
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
 
 
-def _start_ray(num_cpus: int, timeout_s: float = 120) -> LocalRay:
+def _start_ray(
+    num_cpus: int, num_gpus: int, resources: dict[str, float], timeout_s: float = 120
+) -> LocalRay:
     tmp = tempfile.TemporaryDirectory(prefix="gr-", dir="/tmp")  # short: unix socket path limit
     temp_dir = Path(tmp.name)
     (gcs, node_mgr, obj_mgr, rt_env, agent_grpc, agent_http, metrics, client) = free_ports(8)
@@ -125,7 +134,8 @@ def _start_ray(num_cpus: int, timeout_s: float = 120) -> LocalRay:
     cmd = [
         str(VENV_BIN / "ray"), "start", "--head", "--block",
         "--node-ip-address=127.0.0.1", f"--port={gcs}", f"--temp-dir={temp_dir}",
-        f"--num-cpus={num_cpus}", "--num-gpus=0", "--include-dashboard=false",
+        f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}", "--include-dashboard=false",
+        f"--resources={json.dumps(resources)}",
         f"--node-manager-port={node_mgr}", f"--object-manager-port={obj_mgr}",
         f"--runtime-env-agent-port={rt_env}", f"--dashboard-agent-grpc-port={agent_grpc}",
         f"--dashboard-agent-listen-port={agent_http}", f"--metrics-export-port={metrics}",

@@ -55,6 +55,10 @@ def test_release_order(program: Program, stack: str) -> None:
     assert depends(index, rel["flagger"], "kube-prometheus-stack")
     # Prometheus' pod asks for a sidecar: istiod's injector must exist first.
     assert depends(index, rel["kube-prometheus-stack"], "istiod")
+    # The batch add-ons' ServiceMonitors need Prometheus' CRDs; Kueue starts with KubeRay's.
+    assert depends(index, rel["kuberay-operator"], "kube-prometheus-stack")
+    assert depends(index, rel["kueue"], "kube-prometheus-stack")
+    assert depends(index, rel["kueue"], "kuberay-operator")
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -64,6 +68,7 @@ def test_custom_resources_wait_for_their_crds(program: Program, stack: str) -> N
         "security.istio.io": {"istiod", "istio-base"},
         "networking.istio.io": {"istio-ingressgateway", "istiod", "istio-base"},
         "monitoring.coreos.com": {"kube-prometheus-stack"},
+        "kueue.x-k8s.io": {"kueue"},
     }
     crs = [r for r in index.k8s_objects("platform") if is_custom_resource(r.manifest())]
     assert crs

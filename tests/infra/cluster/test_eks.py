@@ -146,7 +146,7 @@ def test_scaling_follows_the_pools_and_desired_size_is_applied(managed: Resource
         "desiredSize": 2,
     }
     gpu = node_group(managed, "gpu").inputs
-    assert gpu["scalingConfig"] == {"minSize": 0, "maxSize": 4, "desiredSize": 3}
+    assert gpu["scalingConfig"] == {"minSize": 0, "maxSize": 5, "desiredSize": 3}
     # No node autoscaler owns desiredSize: a later `up` must apply the stack's value (ignoring it
     # froze it, and a min_size raised above the frozen value made EKS reject the update).
     for pool in ("cpu", "gpu"):

@@ -10,7 +10,7 @@ import pytest
 
 from gantry.errors import ConfigError
 from gantry.stack import GantryConfig, load_config, read_stack_file
-from infra.cluster import ImageTarget
+from infra.cluster import ImageTarget, JobStorage
 from infra.cluster.existing import ExistingCluster, ExistingClusterArgs
 from infra.render import FAKE_KUBECONFIG, ResourceIndex, run_offline
 
@@ -25,6 +25,8 @@ def existing(kubeconfig: Path, **settings: str) -> GantryConfig:
         "name": "prod",
         "existing": {"kubeconfig": str(kubeconfig), **settings},
     }
+    # The sandbox's teams run jobs: an existing cluster names their ReadWriteMany class.
+    raw.setdefault("platform", {})["job_storage_class"] = "nfs"
     return load_config(raw)
 
 
@@ -55,6 +57,8 @@ def test_existing_cluster_has_nothing_to_wait_for(tmp_path: Path) -> None:
     assert built[0].outputs.ready == []  # the cluster and its nodes are already up
     # Images stay in this machine's Docker daemon, which the cluster shares: no push, no load.
     assert built[0].outputs.images == ImageTarget("local")
+    # Job volumes: the stack's class, which provisions them itself.
+    assert built[0].outputs.job_storage == JobStorage("nfs")
 
 
 def test_missing_kubeconfig_is_a_one_line_config_error(

@@ -233,8 +233,8 @@ def test_gpu_pool_nodepool_from_the_pool_model(wired: ResourceIndex) -> None:
         "kind": "EC2NodeClass",
         "name": "gpu",
     }
-    # max_size 4 nodes of 1 GPU each.
-    assert gpu["limits"] == {"nodes": "4", GPU_RESOURCE: "4"}
+    # max_size 5 nodes of 1 GPU each.
+    assert gpu["limits"] == {"nodes": "5", GPU_RESOURCE: "5"}
     assert gpu["disruption"]["consolidationPolicy"] == "WhenEmpty"
     assert gpu["disruption"]["consolidateAfter"] == "10m"
     assert gpu["disruption"]["budgets"] == [{"nodes": "1"}]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import re
+import stat
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -13,9 +15,12 @@ from typing import Any
 import pytest
 import yaml
 
+from gantry import project
 from gantry.pools import FAKE_GPU_POOL_LABEL, POOL_LABEL
 from gantry.stack import SUPPORTED_K8S_VERSIONS, GantryConfig, load_config, read_stack_file
+from gantry.teams import TeamsFile
 from infra.cluster.kind import (
+    JOB_STORAGE_NODE_PATH,
     KIND_NODE_IMAGES,
     KindClusterArgs,
     create_command,
@@ -99,6 +104,28 @@ def test_kind_config_is_pure() -> None:
     assert kind_config(args) is not kind_config(args)
 
 
+def test_every_worker_mounts_the_one_job_storage_folder() -> None:
+    cfg = sandbox()
+    args = KindClusterArgs.from_config(cfg)
+    host = project.root() / ".gantry" / "kind" / "gantry-sandbox" / "job-storage"
+    assert args.job_storage_host == str(host) and host.is_absolute()
+    config = kind_config(args)
+    control_plane, *nodes = config["nodes"]
+    assert "extraMounts" not in control_plane  # tainted: no job pod runs there
+    assert nodes and all(n["role"] == "worker" for n in nodes)
+    for node in nodes:
+        # The same folder on every node: a job's pods share files whatever node they are on.
+        assert node["extraMounts"] == [
+            {"hostPath": str(host), "containerPath": JOB_STORAGE_NODE_PATH}
+        ]
+    # One folder for every team: adding a team does not change the config (or replace the
+    # cluster).
+    no_teams = cfg.model_copy(
+        update={"platform": cfg.platform.model_copy(update={"teams": TeamsFile(teams=[])})}
+    )
+    assert kind_config(KindClusterArgs.from_config(no_teams)) == config
+
+
 def test_every_supported_kubernetes_version_has_a_pinned_node_image() -> None:
     assert set(KIND_NODE_IMAGES) == set(SUPPORTED_K8S_VERSIONS)
     for version, image in KIND_NODE_IMAGES.items():
@@ -134,6 +161,9 @@ case "$1 $2" in
     grep -vxF "$name" "$FAKE_KIND_STATE" > "$FAKE_KIND_STATE.new"
     mv "$FAKE_KIND_STATE.new" "$FAKE_KIND_STATE" ;;
   "create cluster")
+    if [ -z "$(find "$FAKE_KIND_JOBS" -maxdepth 0 -type d -perm 1777 2>/dev/null)" ]; then
+      echo "ERROR: job storage folder $FAKE_KIND_JOBS missing or not mode 1777" >&2; exit 1
+    fi
     if grep -qxF "$name" "$FAKE_KIND_STATE"; then
       echo "ERROR: node(s) already exist for a cluster with the name \"$name\"" >&2; exit 1
     fi
@@ -153,25 +183,30 @@ esac
 @pytest.fixture
 def fake_kind(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """`run(existing=[...], fail=None)`: run the create command under /bin/sh (as pulumi-command
-    does) with the fake kind first on PATH; `.state`/`.log`/`.stdin` are the fake's files."""
+    does) with the fake kind first on PATH; `.state`/`.log`/`.stdin` are the fake's files, `.jobs`
+    the job storage host folder (which the fake's create wants there, mode 1777)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "kind").write_text(FAKE_KIND)
     (bin_dir / "kind").chmod(0o755)
     files = {k: tmp_path / k for k in ("state", "log", "stdin")}
+    files["jobs"] = tmp_path / "gantry state" / "kind" / "job-storage"
 
     def run(
         existing: tuple[str, ...] = (), fail: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         files["state"].write_text("".join(f"{c}\n" for c in existing))
         files["log"].write_text("")
-        args = KindClusterArgs.from_config(sandbox())
+        args = dataclasses.replace(
+            KindClusterArgs.from_config(sandbox()), job_storage_host=str(files["jobs"])
+        )
         env = {
             **os.environ,
             "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
             "FAKE_KIND_STATE": str(files["state"]),
             "FAKE_KIND_LOG": str(files["log"]),
             "FAKE_KIND_STDIN": str(files["stdin"]),
+            "FAKE_KIND_JOBS": str(files["jobs"]),
             "FAKE_KIND_FAIL": fail or "",
         }
         return subprocess.run(
@@ -221,6 +256,19 @@ def test_create_deletes_a_leftover_cluster_of_the_same_name_first(fake_kind: Any
     assert "exists but Pulumi has no record of it" in done.stderr
     assert yaml.safe_load(done.stdout)["kind"] == "Config"
     assert sorted(clusters(fake_kind)) == ["gantry-sandbox", "other"]
+
+
+def test_create_makes_the_job_storage_folder_writable_by_all_first(fake_kind: Any) -> None:
+    jobs: Path = fake_kind.files["jobs"]
+    done = fake_kind()  # the fake's create fails unless the folder is there, mode 1777
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(jobs.stat().st_mode) == 0o1777  # the pods' non-root UID writes there
+    # A folder left by an earlier cluster (files kept) is opened up again, not recreated.
+    (jobs / "digits").mkdir()
+    jobs.chmod(0o755)
+    done = fake_kind()
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(jobs.stat().st_mode) == 0o1777 and (jobs / "digits").is_dir()
 
 
 @pytest.mark.parametrize("fail", ["create", "kubeconfig"])
