@@ -43,6 +43,24 @@ def run_dir(state_dir: Path, name: str, run: int) -> Path:
     return state_dir / JOBS_DIR / "runs" / name / f"run-{run}"
 
 
+def sandbox_runtime(job: JobSpec, run_dir: Path, config: Mapping[str, Any]) -> JobRuntime:
+    """What the sandbox hands a job's code: its workers placed by their pool's resource, GPUs
+    reserved as Ray's `GPU` but no CUDA (the sandbox's GPUs are Ray resources only)."""
+    w = job.workers
+    resources = {"CPU": w.cpu, pool_resource(job.pool): 1.0}
+    if w.gpus:
+        resources["GPU"] = float(w.gpus)
+    return JobRuntime(
+        name=job.name,
+        run_dir=str(run_dir),
+        config=dict(config),
+        workers=w.replicas,
+        worker_resources=resources,
+        cuda=False,
+        max_failures=w.max_failures,
+    )
+
+
 def record(
     job: JobSpec, cfg: GantryConfig, state_dir: Path, config: Mapping[str, Any]
 ) -> JobRecord:
@@ -50,19 +68,7 @@ def record(
     old = read_jobs(state_dir).jobs.get(job.name)
     run = old.run + 1 if old else 1
     head, workers = pod_sets(job, head_pool(cfg))
-    w = job.workers
-    resources = {"CPU": w.cpu, pool_resource(job.pool): 1.0}
-    if w.gpus:
-        resources["GPU"] = float(w.gpus)
-    runtime = JobRuntime(
-        name=job.name,
-        run_dir=str(run_dir(state_dir, job.name, run)),
-        config=dict(config),
-        workers=w.replicas,
-        worker_resources=resources,
-        cuda=False,  # the sandbox's GPUs are Ray resources only
-        max_failures=w.max_failures,
-    )
+    runtime = sandbox_runtime(job, run_dir(state_dir, job.name, run), config)
     submit = {
         "entrypoint": f"{sys.executable} -m {job.module}",
         "entrypoint_num_cpus": job.head.cpu,

@@ -27,6 +27,7 @@ Not created by `pulumi up`: a team submits it (`gantry job render NAME --stack S
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +55,12 @@ from infra.addons.batch import (
 )
 from infra.cluster.eks import IMAGE_PLATFORM, ecr_registry
 from infra.serving.images import SHARED_INPUTS, inputs_hash
-from infra.serving.manifests import RUN_AS_USER, cpu_quantity, memory_quantity
+from infra.serving.manifests import (
+    RESTRICTED_CONTAINER_CONTEXT,
+    RESTRICTED_POD_CONTEXT,
+    cpu_quantity,
+    memory_quantity,
+)
 
 RAY_API = "ray.io/v1"
 RAY_VERSION = "2.60.0"  # Ray in the jobs image (pyproject.toml's `jobs` extra)
@@ -146,15 +152,7 @@ def _pod(
         "imagePullPolicy": "IfNotPresent",  # tags are content hashes
         "env": [dict(e) for e in env],
         "resources": resources,
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": copy.deepcopy(RESTRICTED_CONTAINER_CONTEXT),
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "job-storage", "mountPath": JOB_STORAGE_MOUNT},
@@ -165,13 +163,7 @@ def _pod(
         "automountServiceAccountToken": False,  # Ray never calls the API (no autoscaler)
         "nodeSelector": dict(pool.node_selector),
         **({"tolerations": [dict(t) for t in pool.tolerations]} if pool.tolerations else {}),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "fsGroup": RUN_AS_USER,  # the job volume is writable by the job
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": copy.deepcopy(RESTRICTED_POD_CONTEXT),
         "containers": [container],
         "volumes": [
             {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}},

@@ -44,6 +44,24 @@ RAY_TEMP_DIR = "/tmp/ray"  # an emptyDir: the root filesystem is read-only
 # UID/GID the serving container runs as: non-root, and above 10000 so it never shares a UID
 # with a host user. Image files must be world-readable (they are, from a plain COPY).
 RUN_AS_USER = 10001
+# Pod Security Standards `restricted`, as every Gantry pod (serving and job) runs: non-root with
+# a fixed UID, no privilege escalation, no capabilities, the runtime's seccomp profile.
+RESTRICTED_POD_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": RUN_AS_USER,
+    "runAsGroup": RUN_AS_USER,
+    "fsGroup": RUN_AS_USER,  # mounted volumes are writable by the pod
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+RESTRICTED_CONTAINER_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "runAsUser": RUN_AS_USER,
+    "runAsGroup": RUN_AS_USER,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 
 @dataclass(frozen=True)
@@ -233,15 +251,7 @@ def deployment(spec: ServiceSpec, ctx: ServingContext) -> dict[str, Any]:
         # sending new requests and those in flight have finished; only then does the image's
         # STOPSIGNAL (SIGINT) make `serve run` shut Serve down (see ServiceSpec.pre_stop_s).
         "lifecycle": {"preStop": {"sleep": {"seconds": spec.pre_stop_s}}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": copy.deepcopy(RESTRICTED_CONTAINER_CONTEXT),
         "volumeMounts": [
             {"name": "serve-config", "mountPath": SERVE_CONFIG_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
@@ -256,13 +266,7 @@ def deployment(spec: ServiceSpec, ctx: ServingContext) -> dict[str, Any]:
         **({"priorityClassName": ctx.priority_class} if ctx.priority_class else {}),
         "nodeSelector": dict(ctx.pool.node_selector),
         "tolerations": [dict(t) for t in ctx.pool.tolerations],
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "fsGroup": RUN_AS_USER,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": copy.deepcopy(RESTRICTED_POD_CONTEXT),
         "topologySpreadConstraints": [
             {
                 "maxSkew": 1,

@@ -16,28 +16,16 @@ from typing import Any
 import psutil
 
 from gantry.jobs import JobRuntime, load_job, runtime_config
-from sandbox.raycluster import pool_resource
+from sandbox.jobs import sandbox_runtime
 from tests.conftest import stack_config
 from tests.services.raylocal import LOOPBACK_ENV, REPO, VENV_BIN, LocalRay
 
 
 def runtime(name: str, run_dir: Path, **overrides: Any) -> JobRuntime:
-    """The runtime the sandbox hands jobs/<name> (sandbox/jobs.py): its job.yaml validated
-    against the sandbox stack, workers placed by `pool:<pool>`, fake GPUs (cuda False)."""
+    """The runtime the sandbox hands jobs/<name> (sandbox/jobs.py), its job.yaml validated
+    against the sandbox stack."""
     job = load_job(name, stack_config("sandbox"))
-    w = job.workers
-    resources = {"CPU": w.cpu, pool_resource(job.pool): 1.0}
-    if w.gpus:
-        resources["GPU"] = float(w.gpus)
-    return JobRuntime(
-        name=name,
-        run_dir=str(run_dir),
-        config=runtime_config(job, overrides),
-        workers=w.replicas,
-        worker_resources=resources,
-        cuda=False,
-        max_failures=w.max_failures,
-    )
+    return sandbox_runtime(job, run_dir, runtime_config(job, overrides))
 
 
 @dataclass

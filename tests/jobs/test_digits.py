@@ -1,12 +1,11 @@
 """jobs/digits for real on a private local Ray: trains to completion with a checkpoint every
-epoch, resumes in a new Ray job on the same run dir (a preemption), and recovers from a killed
-worker within a run. Each run is the job's own driver (`python -m jobs.digits.train`), a new
-Ray job, as the sandbox submits it."""
+epoch, and resumes in a new Ray job on the same run dir (a preemption). Each run is the job's own
+driver (`python -m jobs.digits.train`), a new Ray job, as the sandbox submits it. A worker killed
+within a run is tested on the sandbox (tests/sandbox/test_jobs_e2e.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from tests.jobs.jobrun import (
     registered_epoch,
     runtime,
     start_job,
-    train_worker_pids,
     wait_train_gone,
     wait_until,
 )
@@ -124,24 +122,3 @@ def test_a_new_job_on_the_same_run_dir_resumes_from_the_last_checkpoint(
     mine = [m["epoch"] for m in metrics(run_dir) if m["job"] == r["ray_job_id"]]
     assert mine == list(range(registered + 1, EPOCHS + 1))  # the counter continues
     assert f"(resumed from epoch {registered})" in second.tail(100_000)
-
-
-def test_a_killed_worker_is_replaced_from_the_last_checkpoint(
-    job_ray: LocalRay, fresh: Run, tmp_path_factory: pytest.TempPathFactory,
-    timings: dict[str, float],
-) -> None:  # fmt: skip
-    run_dir, logs = tmp_path_factory.mktemp("digits-kill"), tmp_path_factory.mktemp("logs")
-    job = start(job_ray, run_dir, logs)
-    first_checkpoint(job, run_dir)
-    workers = train_worker_pids(job_ray, since=job.started_at)  # not a stopped job's
-    assert len(workers) == 2, workers
-    os.kill(workers[-1], signal.SIGKILL)
-    wall = job.wait()
-    r = result(run_dir)
-    assert r["epochs"] == EPOCHS
-    assert r["restarts"] >= 1, r
-    assert r[RESUMED_FROM] is not None and r[RESUMED_FROM] >= 1, r  # from a checkpoint
-    assert r["worker_groups"][0]["resumed_from"] is None  # the job itself started fresh
-    assert [m["epoch"] for m in metrics(run_dir)][-1] == EPOCHS
-    timings["digits: total with a worker killed after the first checkpoint"] = wall
-    timings["digits: time lost to the worker kill"] = wall - fresh.wall_s
