@@ -255,5 +255,19 @@ def runtime_config(job: JobSpec, overrides: Mapping[str, Any]) -> dict[str, Any]
             raise ConfigError(
                 f"--set {key}: not a config key of job {job.name!r} ({sorted(config)})"
             )
+        if not _same_kind(config[key], value):
+            raise ConfigError(
+                f"--set {key}={value!r}: job {job.name!r} has {key}: {config[key]!r} "
+                f"({type(config[key]).__name__})"
+            )
         config[key] = value
     return json.loads(json.dumps(config))
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    """An override has its default's type; an int is a fine float (`--set lr=1`)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    return default is None or isinstance(value, type(default))

@@ -79,11 +79,15 @@ def run(
     from gantry.jobs import load_job, runtime_config
     from sandbox import jobs
 
-    paths, state = _running(state_dir)
     cfg = load_stack(stack, stack_file)
-    try:
+    try:  # the job and its overrides first: a bad file is named even with no sandbox running
         job = load_job(name, cfg, jobs_dir)
-        rec = jobs.record(job, cfg, paths.root, runtime_config(job, _overrides(set_ or [])))
+        config = runtime_config(job, _overrides(set_ or []))
+    except GantryError as err:
+        report(err)
+    paths, state = _running(state_dir)
+    try:
+        rec = jobs.record(job, cfg, paths.root, config)
         jobs.ensure_controller(state, jobs.client(state))
         jobs.enqueue(paths.root, rec, cfg)
         console.print(f"job [bold]{name}[/] run {rec.run} queued (team {job.team}, {job.priority})")

@@ -95,6 +95,8 @@ def test_config_overrides_only_known_keys(tmp_path: Path, cfg: GantryConfig) -> 
     assert runtime_config(job, {"epochs": 5}) == {"epochs": 5}
     with pytest.raises(ConfigError, match=r"--set lr: not a config key of job 'train'"):
         runtime_config(job, {"lr": 0.1})
+    with pytest.raises(ConfigError, match=r"--set epochs='x': job 'train' has epochs: 3 \(int\)"):
+        runtime_config(job, {"epochs": "x"})
 
 
 def test_the_runtime_round_trips_through_the_environment() -> None:
