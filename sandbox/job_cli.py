@@ -95,6 +95,9 @@ def run(
             _follow(paths.root, state, name, rec.run, timeout_s)
     except GantryError as err:
         report(err)
+    except KeyboardInterrupt:
+        # Only the watching stops: the job is the queue's (`gantry job stop` stops it).
+        console.print(f"stopped watching; job {name} goes on (`gantry job list`, `job logs`)")
 
 
 def _follow(state_dir: Path, state: Any, name: str, run: int, timeout_s: float) -> None:
@@ -107,6 +110,8 @@ def _follow(state_dir: Path, state: Any, name: str, run: int, timeout_s: float) 
     log_at: dict[str, int] = {}  # log characters printed, per Ray submission
     deadline = time.monotonic() + timeout_s
     while True:
+        if time.monotonic() > deadline:
+            fail(f"job {name} did not end within {timeout_s:g} s", code=EXIT_FAILED)
         queue = read_jobs(state_dir)
         if time.time() - queue.updated_at > jobs.CONTROLLER_STALE_S:
             jobs.ensure_controller(state, client)  # it died: a new one takes over the queue
@@ -133,8 +138,6 @@ def _follow(state_dir: Path, state: Any, name: str, run: int, timeout_s: float) 
                 fail(f"job {name} {rec.state} after {took:.0f} s", code=EXIT_FAILED)
             console.print(f"[green]✓[/] job {name} succeeded in {took:.0f} s ({rec.run_dir})")
             return
-        if time.monotonic() > deadline:
-            fail(f"job {name} still {rec.state} after {timeout_s:g} s", code=EXIT_FAILED)
         time.sleep(1)
 
 
