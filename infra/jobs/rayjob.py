@@ -95,14 +95,19 @@ def image_registry(cfg: GantryConfig) -> str | None:
     return eks.image_registry or ecr_registry(AWS_ACCOUNT_PLACEHOLDER, eks.region)
 
 
+# What jobs/Dockerfile copies besides its own folder: the core (JobRuntime) and the embedder's
+# model code (jobs/embeddings). Keep in step with its COPY lines (tests/infra/jobs checks).
+JOB_IMAGE_INPUTS = (*SHARED_INPUTS, "gantry", "services/embedder")
+
+
 def job_image(job: JobSpec, cfg: GantryConfig) -> str:
     """`[<registry>/]<repository>:<tag>`, the tag a hash of what the image is built from: the
-    Dockerfile's folder (jobs/: every job shares it), the shared service code and pyproject."""
+    Dockerfile's folder (jobs/: every job shares it) and everything else it copies."""
     repo = job.directory.parent.parent
     dockerfile = (job.directory / job.image.dockerfile).resolve()
     platform = IMAGE_PLATFORM if cfg.cluster.provider == "eks" else None
     tag = inputs_hash(
-        [dockerfile.parent, *(repo / p for p in SHARED_INPUTS)],
+        [dockerfile.parent, *(repo / p for p in JOB_IMAGE_INPUTS)],
         repo,
         [job.image.dockerfile, *([platform] if platform else [])],
     )

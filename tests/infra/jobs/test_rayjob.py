@@ -188,3 +188,22 @@ def test_render_job_yaml_applies_overrides_and_names_bad_keys() -> None:
     assert json.loads(env["GANTRY_JOB_RUNTIME"])["config"][key] == 7
     with pytest.raises(ConfigError, match="--set nope"):
         render_job_yaml(job.name, cfg, "sandbox", {"nope": 1})
+
+
+def test_the_image_tag_covers_everything_the_dockerfile_copies() -> None:
+    """A change to any file the jobs image copies gives the image a new tag (a new pull)."""
+    from dockerfile_parse import DockerfileParser
+
+    from infra.jobs.rayjob import JOB_IMAGE_INPUTS
+    from tests.conftest import REPO
+
+    parser = DockerfileParser(path=str(REPO / "jobs" / "Dockerfile"))
+    sources = [
+        i["value"].split()[0]
+        for i in parser.structure
+        if i["instruction"] == "COPY" and not i["value"].startswith("--from")
+    ]
+    hashed = ("jobs", *JOB_IMAGE_INPUTS)
+    assert sources and all(
+        any(src == h or src.startswith(f"{h}/") for h in hashed) for src in sources
+    ), sources
