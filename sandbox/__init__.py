@@ -1,7 +1,7 @@
 """The embedded sandbox: Gantry's data plane on one machine, on real engines, no Kubernetes.
 
-`gantry sandbox up|status|down` and `gantry rollout` (cli.py) map each cluster concept onto
-what Ray really does:
+`gantry sandbox up|status|down`, `gantry rollout` (cli.py) and `gantry job` (job_cli.py) map
+each cluster concept onto what Ray really does:
 
     pods                          -> Serve replicas
     HPA (in-flight requests)      -> Serve replica autoscaling (service.yaml `autoscaling`)
@@ -10,6 +10,8 @@ what Ray really does:
     Istio (Envoy) weighted routing -> HAProxy as the gateway, weights in maps (gateway.py)
     Flagger                       -> Gantry's rollout driver (rollout.py), same `canary` policy
     Prometheus (kube-prometheus)  -> a real Prometheus on loopback, scraping Ray's discovery file
+    KubeRay RayJob + Kueue        -> Ray Jobs API behind a queue applying Kueue's rule (jobs.py,
+                                     jobqueue.py; gantry/admission.py)
 
 Modules: raycluster.py (head + autoscaler config from the stack's pools), prometheus.py,
 serving.py (the Serve config: one application per version, PUT to Serve's REST API),
@@ -19,7 +21,8 @@ state machine) + canary_engine.py (its actions on the sandbox) + rollout_files.p
 lock and events) + analysis.py (its PromQL checks), lifecycle.py (up/down/status), procs.py
 (PIDs and process sessions), state.py, ports.py, loopback.py (keeps Serve replicas' gRPC
 port on 127.0.0.1), retry.py (the one wait/retry policy for Ray's dashboard, Serve's REST API
-and Prometheus).
+and Prometheus), jobs.py + jobqueue.py (batch jobs: a job.yaml as a queued Ray job, and the
+queue's controller).
 
 For tools that observe a running sandbox (load tests): read `.gantry/sandbox/state.json`
 (`SandboxState` in gantry/sandbox_state.py, so observers need not import the sandbox; another
@@ -36,6 +39,8 @@ state dir with `--state-dir` / `GANTRY_SANDBOX_DIR`):
 - `routing.json` (`Routing` in gantry/sandbox_state.py, `read_routing()`): the stable and canary
   version of each service and the canary's weight (%), as the gateway applies them.
 - `urls.prometheus`: Prometheus (`/api/v1/query`); `rollouts/<service>.jsonl`: rollout events.
+- `jobs/queue.json` (`JobQueueFile`, `read_jobs()`): every job's state, attempts, run directory
+  and the events of its queueing (admitted, preempted and why).
 - `gantry sandbox status --json` prints all of the above in one document (`applications`:
   replicas per deployment, `routing`, `nodes`: alive nodes per pool).
 """
