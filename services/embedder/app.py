@@ -66,8 +66,9 @@ class EmbedderArgs(BaseModel):
 
 
 class EmbedderKnobs(Knobs):
-    # Sentences per forward pass after sorting a batch by length; 0 = the whole batch at once.
-    # Smaller buckets pad less when lengths are mixed.
+    # Most sentences per forward pass after sorting a batch by length, split evenly (10 in
+    # buckets of 8 run as 5 + 5); 0 = the whole batch at once. Smaller buckets pad less when
+    # lengths are mixed; each forward pass has a fixed cost (docs/performance.md).
     bucket_size: int = Field(default=0, ge=0, le=1024)
 
 

@@ -50,22 +50,25 @@ def count_tokens(tok: Tokenizer, texts: list[str]) -> list[int]:
 def encode_in_buckets(
     tok: Tokenizer, texts: list[str], bucket_size: int, forward: Forward
 ) -> np.ndarray:
-    """Tokenize, sort by length, run `forward` on buckets of `bucket_size` sentences (0 = all
-    at once), then mean-pool over the real tokens and L2-normalise, as sentence-transformers'
-    Pooling + Normalize modules do. Rows come back in input order."""
+    """Tokenize, sort by length, run `forward` on buckets of at most `bucket_size` sentences
+    (0 = all at once), then mean-pool over the real tokens and L2-normalise, as
+    sentence-transformers' Pooling + Normalize modules do. Rows come back in input order."""
     encodings = tok.encode_batch(texts)
     order = sorted(range(len(texts)), key=lambda i: -len(encodings[i].ids))
     out = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
-    step = bucket_size or len(texts)
-    for start in range(0, len(order), step):
-        rows = order[start : start + step]
+    # As few buckets as `bucket_size` allows, of even sizes: 10 sentences in buckets of at most
+    # 8 run as 5 + 5, not 8 + 2 (the longest of 8 would pad more of them).
+    n = len(order)
+    buckets = -(-n // bucket_size) if bucket_size else 1
+    for b in range(buckets):
+        rows = order[b * n // buckets : (b + 1) * n // buckets]
         width = max(len(encodings[i].ids) for i in rows)
         ids = np.zeros((len(rows), width), dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for r, i in enumerate(rows):
-            n = len(encodings[i].ids)
-            ids[r, :n] = encodings[i].ids
-            mask[r, :n] = 1
+            length = len(encodings[i].ids)
+            ids[r, :length] = encodings[i].ids
+            mask[r, :length] = 1
         hidden = forward(ids, mask)
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)

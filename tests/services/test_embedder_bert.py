@@ -22,7 +22,7 @@ def v1() -> TorchEncoder:
     return TorchEncoder("cpu", threads=2)
 
 
-@pytest.mark.parametrize("bucket_size", [0, 1, 16])
+@pytest.mark.parametrize("bucket_size", [0, 1, 8, 16])
 def test_v1_matches_sentence_transformers(reference, v1: TorchEncoder, bucket_size: int) -> None:  # type: ignore[no-untyped-def]
     # Mixed lengths (padding inside a bucket), one over the 256-token limit (truncation).
     texts = [*fixed_sentences(40), "word " * (MAX_TOKENS + 50), "x"]
